@@ -1,0 +1,126 @@
+"""The data that crosses the backend boundary: requests in, responses out.
+
+A `GenerationRequest` carries everything a backend needs (images already loaded and
+oriented, prompt, budget, decoding settings); a `GenerationResponse` carries the raw
+answer plus everything later layers need to interpret and audit it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+from vistool.io.video import VideoFrames
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings. `temperature == 0` means greedy (the reproducible default)."""
+
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic argmax."""
+        return self.temperature <= 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a plain dict (for provenance and cache keys)."""
+        return asdict(self)
+
+
+@dataclass
+class GenerationRequest:
+    """One prompt over zero or more images (or one sampled video) for a backend.
+
+    `budget` is the image-token budget (None: the model family's default); for Gemma 4
+    it must be one of 70, 140, 280, 560, 1120. Images are placed before the text.
+    """
+
+    prompt: str
+    images: list[Image.Image] = field(default_factory=list)
+    video: VideoFrames | None = None
+    system: str | None = None
+    budget: int | None = None
+    max_new_tokens: int = 256
+    decoding: Decoding = field(default_factory=Decoding)
+    thinking: bool = False
+    return_logprobs: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """Return the generation settings of this request as a JSON-able dict."""
+        return {
+            "budget": self.budget,
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": self.decoding.to_dict(),
+            "thinking": self.thinking,
+            "return_logprobs": self.return_logprobs,
+        }
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token of the answer: its text, log-probability and where it starts.
+
+    `offset` is the character offset of the token's first character in the answer text
+    (`GenerationResponse.text`); tokens of the removed thinking channel have offset -1.
+    """
+
+    token: str
+    logprob: float
+    offset: int
+
+
+@dataclass
+class GenerationResponse:
+    """What a backend returns for one request.
+
+    `text` is the answer with the thinking channel removed (kept in `thought`);
+    `raw_text` is everything decoded (special tokens other than padding removed).
+    `image_sizes` are the sizes (W, H) the processor resized each image to: the
+    model's own pixel space, needed by families that answer in resized pixels.
+    `error` is set (and `finish_reason == "error"`) when this one request failed.
+    """
+
+    text: str
+    raw_text: str = ""
+    thought: str | None = None
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    image_tokens: int = 0
+    generated_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the backend produced an answer."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerationResponse":
+        """Rebuild a response written by `to_dict` (e.g. from the answer cache)."""
+        data = dict(data)
+        if data.get("logprobs") is not None:
+            data["logprobs"] = [TokenLogprob(**item) for item in data["logprobs"]]
+        data["image_sizes"] = [tuple(size) for size in data.get("image_sizes", [])]
+        return cls(**data)
+
+    @classmethod
+    def failure(cls, message: str, settings: dict[str, Any] | None = None) -> "GenerationResponse":
+        """Return the response that stands for a request that failed with `message`."""
+        return cls(text="", finish_reason="error", error=message, settings=settings or {})
