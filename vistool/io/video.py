@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
+
+from vistool.errors import VideoLoadError
 
 
 @dataclass
@@ -21,3 +26,104 @@ class VideoFrames:
     duration: float
     source: str = ""
     size: tuple[int, int] = field(default=(0, 0))
+
+
+def sample_video(
+    path: str | os.PathLike,
+    num_frames: int | None = 32,
+    fps: float | None = None,
+    max_frames: int = 32,
+) -> VideoFrames:
+    """Sample frames from a video file with decord, with their timestamps.
+
+    Takes a video path and one of two sampling rules:
+      - uniform (the default, when ``fps`` is None): ``min(num_frames, max_frames)``
+        frames spread evenly over the whole clip, the first frame and the last one
+        included (indices ``np.linspace(0, n - 1, N).round()``); ``num_frames=None`` means
+        ``max_frames``. A clip with fewer frames than that gives all its frames.
+      - by rate (``fps`` given; it then wins over ``num_frames``): frames at
+        0, 1/fps, 2/fps, ... seconds, each the nearest frame of the video, up to the last
+        frame. A rate above the video's own gives every frame. When that would be more
+        than ``max_frames`` frames, sampling falls back to uniform ``max_frames`` frames
+        over the whole clip (so the whole clip stays covered, at a lower rate).
+
+    Timestamps are ``frame_index / average_fps`` seconds (a constant frame rate is
+    assumed; variable-frame-rate clips get approximate times). Rotation metadata of
+    phone videos is not applied (decord ignores it).
+
+    Returns a `VideoFrames` with RGB PIL frames, their timestamps, the video's average
+    fps, its duration (frame count / fps), the source path and the frame size (W, H).
+    Raises `VideoLoadError` (``cannot load video <path>: <reason>``) for a missing,
+    empty or unreadable file and for num_frames, fps or max_frames <= 0.
+    """
+    source = os.fsdecode(os.fspath(path))
+
+    def fail(reason: str) -> VideoLoadError:
+        return VideoLoadError(f"cannot load video {source}: {reason}")
+
+    if num_frames is not None and not (_is_int(num_frames) and num_frames > 0):
+        raise fail(f"num_frames must be a positive int or None, got {num_frames!r}")
+    if fps is not None and not (isinstance(fps, (int, float, np.number)) and fps > 0 and math.isfinite(fps)):
+        raise fail(f"fps must be a positive number or None, got {fps!r}")
+    if not (_is_int(max_frames) and max_frames > 0):
+        raise fail(f"max_frames must be a positive int, got {max_frames!r}")
+    if not os.path.exists(source):
+        raise fail("no such file")
+    if os.path.isdir(source):
+        raise fail("is a directory, not a video file")
+    if os.path.getsize(source) == 0:
+        raise fail("file is empty (0 bytes)")
+
+    import decord  # imported here: it is slow to import and only video needs it
+
+    try:
+        reader = decord.VideoReader(source, ctx=decord.cpu(0))
+    except Exception as e:  # decord raises DECORDError / RuntimeError with a C++ log
+        raise fail("not a video, or a format decord cannot read") from e
+    try:
+        total = len(reader)
+        average_fps = float(reader.get_avg_fps())
+        if total <= 0:
+            raise fail("the video has no frames")
+        if not (average_fps > 0 and math.isfinite(average_fps)):
+            raise fail(f"the video reports no usable frame rate ({average_fps})")
+        indices = _frame_indices(total, average_fps, num_frames, fps, max_frames)
+        try:
+            batch = reader.get_batch(indices).asnumpy()
+        except Exception as e:
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise fail(f"cannot decode frames ({first_line})") from e
+    finally:
+        del reader
+
+    frames = [Image.fromarray(frame).convert("RGB") for frame in batch]
+    return VideoFrames(
+        frames=frames,
+        timestamps=[index / average_fps for index in indices],
+        fps=average_fps,
+        duration=total / average_fps,
+        source=source,
+        size=frames[0].size,
+    )
+
+
+def _frame_indices(
+    total: int, average_fps: float, num_frames: int | None, fps: float | None, max_frames: int
+) -> list[int]:
+    """Which frames to read: by rate when `fps` is given and fits, else uniform."""
+    if fps is not None:
+        step = average_fps / min(fps, average_fps)  # frames between samples, >= 1
+        count = math.floor((total - 1) / step + 0.5) + 1  # samples whose nearest frame exists
+        indices = np.round(np.arange(count) * step).astype(int)
+        indices = indices[indices <= total - 1]
+        if len(indices) <= max_frames:
+            return indices.tolist()
+        wanted = max_frames
+    else:
+        wanted = max_frames if num_frames is None else min(num_frames, max_frames)
+    wanted = min(wanted, total)
+    return np.linspace(0, total - 1, wanted).round().astype(int).tolist()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

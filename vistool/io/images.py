@@ -1,0 +1,323 @@
+"""Image input: load any image once, as displayed, in RGB, with a size guard.
+
+`load_image` is the single entry point. It accepts a file path, encoded bytes, a PIL
+image, a numpy array or an http(s) URL; applies the EXIF orientation; converts every
+mode to RGB; refuses images above a pixel limit before decoding their pixels; and
+returns a `LoadedImage` whose `width`/`height` are the size AS DISPLAYED. Every box and
+point vistool produces refers to that size.
+
+Every failure raises `vistool.errors.ImageLoadError` with the message
+``cannot load image <source>: <reason>``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vistool.errors import ImageLoadError
+
+# Images with more pixels than this are refused unless `max_pixels` says otherwise.
+# Change it here (``vistool.io.images.DEFAULT_MAX_PIXELS = ...``); it is read at call time.
+DEFAULT_MAX_PIXELS: int = 100_000_000
+
+# Seconds to wait for an http(s) server, and the most bytes read from one.
+DEFAULT_URL_TIMEOUT_S: float = 30.0
+MAX_URL_BYTES: int = 256 * 1024 * 1024
+
+_WHITE = (255, 255, 255)
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A fully decoded RGB image, oriented as displayed, with its size and origin.
+
+    `image` is an RGB PIL image detached from any file; `width` and `height` are its size
+    as displayed (after the EXIF orientation), which is the size every box refers to;
+    `source` is a short human-readable name of the input (a path, a URL,
+    ``<bytes 1234>``, ``<PIL image>``, ``<numpy array 480x640x3>``).
+    """
+
+    image: Image.Image
+    width: int
+    height: int
+    source: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The displayed size as (width, height)."""
+        return (self.width, self.height)
+
+
+# Everything `load_image` accepts.
+ImageInput = Union[
+    str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray, LoadedImage
+]
+
+
+def load_image(
+    image: ImageInput,
+    *,
+    max_pixels: int | None = None,
+    timeout: float | None = None,
+) -> LoadedImage:
+    """Load an image once, as displayed, in RGB.
+
+    Takes:
+      - a path (``str`` or ``os.PathLike``) to an image file; a ``str`` starting with
+        ``http://`` or ``https://`` is fetched with urllib (``timeout`` seconds, default
+        `DEFAULT_URL_TIMEOUT_S`; at most `MAX_URL_BYTES` bytes);
+      - encoded image bytes (``bytes``, ``bytearray`` or ``memoryview``);
+      - a PIL image (not modified; the result is a copy);
+      - a numpy array of shape HxW (gray), HxWx1, HxWx2 (gray + alpha), HxWx3 (RGB) or
+        HxWx4 (RGBA). Channels are taken to be in RGB order: convert OpenCV's BGR arrays
+        with ``cv2.cvtColor(a, cv2.COLOR_BGR2RGB)`` first. dtypes: uint8 (0..255),
+        uint16 (0..65535), bool, and floats (0..1 when every value is <= 1, else
+        0..255; clipped, NaN -> 0);
+      - a `LoadedImage`, returned unchanged.
+
+    For files, bytes and URLs the EXIF orientation is applied (PIL images too, when they
+    carry EXIF). Every mode becomes RGB: CMYK, palette, 16/32-bit integer (16-bit range
+    scaled to 8 bits), float, 1-bit, gray; transparency is composited on white. For
+    multi-frame files (GIF, TIFF, APNG) the first frame is used.
+
+    ``max_pixels`` (default: the module's `DEFAULT_MAX_PIXELS`, read at call time) bounds
+    width x height; for encoded inputs it is checked from the header, before any pixel
+    is decoded. Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``, which refuses twice
+    its value) still applies: to allow more than that, raise it too.
+
+    Returns a `LoadedImage` (RGB image, displayed width and height, source name).
+    Raises `ImageLoadError` (``cannot load image <source>: <reason>``) on any failure.
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
+        raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        text = os.fspath(image)
+        if isinstance(text, str) and text.lower().startswith(("http://", "https://")):
+            return _load_url(text, limit, DEFAULT_URL_TIMEOUT_S if timeout is None else timeout)
+        return _load_path(text, limit)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        return _load_encoded(io.BytesIO(data), f"<bytes {len(data)}>", limit, empty=len(data) == 0)
+    if isinstance(image, Image.Image):
+        return _load_pil(image, limit)
+    if isinstance(image, np.ndarray):
+        return _load_array(image, limit)
+    raise _error(
+        f"<{type(image).__name__}>",
+        "unsupported input type (expected a path, URL, bytes, PIL image or numpy array)",
+    )
+
+
+# --- one loader per input kind ---------------------------------------------------------
+
+
+def _load_path(path: str | bytes, limit: int) -> LoadedImage:
+    source = os.fsdecode(path)
+    if not source:
+        raise _error("''", "empty path")
+    full = os.path.expanduser(source)
+    if not os.path.exists(full):
+        raise _error(source, "no such file")
+    if os.path.isdir(full):
+        raise _error(source, "is a directory, not an image file")
+    try:
+        size = os.path.getsize(full)
+        with open(full, "rb") as f:
+            # Pillow decodes through this handle, closed on return; the returned image
+            # is fully decoded and never refers to it.
+            return _load_encoded(f, source, limit, empty=size == 0)
+    except OSError as e:
+        raise _error(source, str(e.strerror or e)) from e
+
+
+def _load_url(url: str, limit: int, timeout: float) -> LoadedImage:
+    request = urllib.request.Request(url, headers={"User-Agent": "vistool"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = response.read(MAX_URL_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        e.close()  # an HTTPError holds the open response
+        raise _error(url, f"HTTP {e.code} {e.reason}") from e
+    except urllib.error.URLError as e:
+        raise _error(url, f"cannot reach server ({e.reason})") from e
+    except TimeoutError as e:
+        raise _error(url, f"no answer within {timeout} s") from e
+    except (OSError, ValueError) as e:
+        raise _error(url, str(e)) from e
+    if len(data) > MAX_URL_BYTES:
+        raise _error(url, f"download larger than {MAX_URL_BYTES} bytes")
+    return _load_encoded(io.BytesIO(data), url, limit, empty=len(data) == 0)
+
+
+def _load_encoded(fp: io.IOBase, source: str, limit: int, *, empty: bool) -> LoadedImage:
+    """Decode an image file object: header check, full decode, orientation, RGB."""
+    if empty:
+        raise _error(source, "file is empty (0 bytes)")
+    try:
+        # Our own check below replaces Pillow's warning band; its hard error still fires.
+        # (catch_warnings is process-wide; at worst a concurrent thread's warning filter
+        # change races with it, which only affects which warnings are shown.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(fp)
+    except UnidentifiedImageError as e:
+        reason = "not an image, or a format Pillow cannot read"
+        raise _error(source, reason) from e
+    except Image.DecompressionBombError as e:
+        raise _error(source, _pil_bomb_reason(e, limit)) from e
+    except Exception as e:  # Pillow raises many types on malformed headers
+        raise _error(source, f"unreadable image header ({_describe(e)})") from e
+
+    with opened:
+        _check_pixels(opened.width, opened.height, limit, source)  # header only, nothing decoded yet
+        try:
+            opened.load()  # full decode: truncated or corrupt data fails here
+        except Exception as e:
+            reason = f"truncated or corrupt image data ({_describe(e)})"
+            raise _error(source, reason) from e
+        rgb = _oriented_rgb(opened, source)
+    return LoadedImage(rgb, rgb.width, rgb.height, source)
+
+
+def _load_pil(image: Image.Image, limit: int) -> LoadedImage:
+    source = "<PIL image>"
+    _check_pixels(image.width, image.height, limit, source)
+    try:
+        image.load()
+    except Exception as e:
+        reason = f"truncated or corrupt image data ({_describe(e)})"
+        raise _error(source, reason) from e
+    rgb = _oriented_rgb(image, source)  # a new image: the caller's is left alone
+    return LoadedImage(rgb, rgb.width, rgb.height, source)
+
+
+def _load_array(array: np.ndarray, limit: int) -> LoadedImage:
+    source = "<numpy array " + "x".join(str(n) for n in array.shape) + ">"
+    shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 2, 3, 4))
+    if not shape_ok:
+        raise _error(
+            source,
+            f"unsupported array shape {array.shape} (expected HxW, HxWx1, HxWx2, HxWx3 or HxWx4)",
+        )
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise _error(source, "array has no pixels")
+    _check_pixels(width, height, limit, source)
+    try:
+        pixels = _to_uint8(array)
+    except TypeError as e:
+        raise _error(source, str(e)) from e
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    # Pillow infers the mode from the shape: HxW -> L, x2 -> LA, x3 -> RGB, x4 -> RGBA.
+    rgb = _to_rgb(Image.fromarray(np.ascontiguousarray(pixels)))
+    return LoadedImage(rgb, rgb.width, rgb.height, source)
+
+
+# --- shared helpers --------------------------------------------------------------------
+
+
+def _error(source: str, reason: str) -> ImageLoadError:
+    """The one error format: ``cannot load image <source>: <reason>``."""
+    return ImageLoadError(f"cannot load image {source}: {reason}")
+
+
+def _check_pixels(width: int, height: int, limit: int, source: str) -> None:
+    pixels = width * height
+    if pixels > limit:
+        raise _error(
+            source,
+            f"{width}x{height} = {pixels} pixels exceeds the limit of {limit} pixels "
+            "(possible decompression bomb; raise max_pixels to allow it)",
+        )
+
+
+def _pil_bomb_reason(error: Exception, limit: int) -> str:
+    """Say why Pillow refused an image as a bomb, in our terms where we can."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = int(found.group(1)) if found else None
+    if pixels is not None and pixels > limit:
+        return (
+            f"{pixels} pixels exceeds the limit of {limit} pixels "
+            "(possible decompression bomb; raise max_pixels to allow it)"
+        )
+    return (
+        f"Pillow's own decompression-bomb guard refused it ({error}); to allow it, raise "
+        "PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels"
+    )
+
+
+def _oriented_rgb(image: Image.Image, source: str) -> Image.Image:
+    """Apply the EXIF orientation, then convert to RGB. Returns a new image."""
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception as e:
+        raise _error(source, f"bad EXIF orientation data ({_describe(e)})") from e
+    try:
+        return _to_rgb(oriented)
+    except (ValueError, OSError) as e:
+        raise _error(source, f"cannot convert mode {image.mode} to RGB ({e})") from e
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB: high bit depths scaled, transparency on white."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        values = np.asarray(image)
+        if mode == "I":  # 32-bit integers; Pillow uses this mode for 16-bit files too
+            values = np.clip(values, 0, 65535).astype(np.uint16)
+        return Image.fromarray(_to_uint8(values)).convert("RGB")
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # always a new image, even when already RGB
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Scale uint8 / uint16 / bool / float pixel values to uint8."""
+    values = values.astype(values.dtype.newbyteorder("="), copy=False)  # e.g. big-endian I;16B
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * 255
+    if values.dtype == np.uint16:
+        return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(values.dtype, np.floating):
+        floats = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        finite_max = float(floats.max()) if floats.size else 0.0
+        if finite_max <= 1.0:
+            floats = floats * 255.0
+        return np.clip(np.rint(floats), 0, 255).astype(np.uint8)
+    raise TypeError(f"unsupported dtype {values.dtype} (expected uint8, uint16, bool or float)")
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_URL_TIMEOUT_S",
+    "MAX_URL_BYTES",
+    "ImageInput",
+    "LoadedImage",
+    "load_image",
+]
