@@ -71,11 +71,13 @@ class TokenLogprob:
 
     `offset` is the character offset of the token's first character in the answer text
     (`GenerationResponse.text`); tokens of the removed thinking channel have offset -1.
+    `token_id` is the vocabulary id where the backend knows it.
     """
 
     token: str
     logprob: float
     offset: int
+    token_id: int | None = None
 
 
 @dataclass
