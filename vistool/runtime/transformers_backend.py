@@ -149,7 +149,9 @@ class TransformersBackend:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self._stop_ids = self._find_stop_ids()
-        self._special_ids = set(self.tokenizer.all_special_ids)
+        self._special_ids = set(self.tokenizer.all_special_ids) | {
+            token_id for token_id, token in self.tokenizer.added_tokens_decoder.items() if token.special
+        }
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
 

@@ -1,0 +1,223 @@
+"""The public Python API: `vistool.load(...)` and the `Vistool` object's task methods.
+
+    import vistool
+    vt = vistool.load("google/gemma-4-E2B-it")
+    result = vt.detect("street.jpg", ["bicycle", "person"])
+    result.detections          # sv.Detections in pixels of the displayed image
+    result.annotate(image)     # drawn copy
+    result.to_json()
+
+Every task method takes one image (returns one `TaskResult`) or a list (returns a list,
+generated in batches). In a list, an image that cannot be read gives a result with
+`error` set instead of stopping the others; a single bad image raises `ImageLoadError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from vistool.errors import VistoolError
+from vistool.io.images import ImageInput, LoadedImage, load_image
+from vistool.io.video import sample_video
+from vistool.profiles import get_profile
+from vistool.runtime.backend import Backend
+from vistool.runtime.types import Decoding, GenerationRequest
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+
+DEFAULT_MODEL = "google/gemma-4-E2B-it"
+
+
+def load(
+    model: str = DEFAULT_MODEL,
+    *,
+    backend: str = "transformers",
+    base_url: str | None = None,
+    budget: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    batch_size: int = 8,
+    profile: str | None = None,
+    thinking: bool = False,
+    **backend_options: Any,
+) -> "Vistool":
+    """Load a model and return a `Vistool` ready to run tasks.
+
+    Takes a Hugging Face id or local folder (or, with backend="openai", the served model
+    name and the server's `base_url`), an optional default image-token budget (None: each
+    task's own default), device/dtype for local runs, the micro-batch size, the model
+    family profile name (guessed from the model id when None), whether to think first,
+    and further backend options. Raises ModelLoadError when the model cannot be loaded.
+    """
+    from vistool.runtime import make_backend
+
+    family = get_profile(profile) if profile else None
+    runner = make_backend(
+        model,
+        backend=backend,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        profile=family,
+        **backend_options,
+    )
+    return Vistool(runner, budget=budget, thinking=thinking)
+
+
+class Vistool:
+    """Task methods over one backend.
+
+    Takes the backend, and defaults for every call: image-token budget (None: the task's
+    default), max new tokens (None: the task's), decoding (greedy), thinking, whether to
+    ask for log-probs (they give detections a confidence), and the pixel limit for images.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        budget: int | None = None,
+        max_new_tokens: int | None = None,
+        decoding: Decoding | None = None,
+        thinking: bool = False,
+        logprobs: bool = True,
+        max_pixels: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.profile = get_profile(backend.profile_name)
+        self.settings = RunSettings(
+            budget=self.profile.check_budget(budget) if budget is not None else None,
+            max_new_tokens=max_new_tokens,
+            decoding=decoding or Decoding(),
+            thinking=thinking,
+            logprobs=logprobs,
+        )
+        self.max_pixels = max_pixels
+
+    # ------------------------------------------------------------------ engine
+    def _settings(self, overrides: dict[str, Any]) -> RunSettings:
+        """Return this object's settings with the non-None per-call overrides applied."""
+        unknown = set(overrides) - {"budget", "max_new_tokens", "decoding", "thinking", "logprobs", "system"}
+        if unknown:
+            raise VistoolError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = replace(self.settings, **{key: value for key, value in overrides.items() if value is not None})
+        if settings.budget is not None:
+            self.profile.check_budget(settings.budget)
+        return settings
+
+    def run(
+        self,
+        task: str | TaskSpec,
+        images: ImageInput | Sequence[ImageInput],
+        options: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> TaskResult | list[TaskResult]:
+        """Run a task (name or spec) over one image or a list of images.
+
+        Takes the task, the image(s) (anything `load_image` accepts), the task options
+        (e.g. {"classes": [...]}) and per-call settings (budget, max_new_tokens, decoding,
+        thinking, logprobs, system). Returns one result, or a list in input order.
+        """
+        spec = TASKS[task] if isinstance(task, str) else task
+        options = dict(options or {})
+        run_settings = self._settings(settings)
+        single = not isinstance(images, (list, tuple))
+        inputs = [images] if single else list(images)
+        spec.prompt(self.profile, options)  # validate the options before touching any image
+        loaded: list[LoadedImage | TaskResult] = []
+        for item in inputs:
+            try:
+                loaded.append(load_image(item, max_pixels=self.max_pixels))
+            except VistoolError as error:
+                if single:
+                    raise
+                loaded.append(TaskResult(task=spec.name, source=_describe(item), image_size=(0, 0), error=str(error)))
+        pending = [(index, item) for index, item in enumerate(loaded) if isinstance(item, LoadedImage)]
+        requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
+        responses = self.backend.generate(requests) if requests else []
+        results: list[TaskResult] = [item for item in loaded]  # type: ignore[misc]
+        for (index, image), request, response in zip(pending, requests, responses):
+            results[index] = interpret(spec, self.profile, options, request, response, image.size, image.source)
+        return results[0] if single else results
+
+    # ------------------------------------------------------------------- tasks
+    def detect(self, images: Any, classes: str | Sequence[str] | None = None, **settings: Any) -> Any:
+        """Detect the given classes (one prompt for all; None: all objects). Returns boxes."""
+        if classes is not None and not isinstance(classes, str) and len(classes) == 0:
+            raise VistoolError("empty class list: give at least one class name, or None for all objects")
+        if isinstance(classes, str) and not classes.strip():
+            raise VistoolError("empty class list: give at least one class name, or None for all objects")
+        return self.run("detect", images, {"classes": classes}, **settings)
+
+    def ground(self, images: Any, expression: str, **settings: Any) -> Any:
+        """Find the box(es) a referring expression names."""
+        return self.run("ground", images, {"expression": expression}, **settings)
+
+    def point(self, images: Any, description: str, **settings: Any) -> Any:
+        """Point at every instance of `description`; `extras["count"]` says how many."""
+        return self.run("point", images, {"description": description}, **settings)
+
+    def ocr(self, images: Any, regions: bool = False, granularity: str = "line", **settings: Any) -> Any:
+        """Read text: plain text in reading order, or regions (lines or words) with boxes."""
+        if regions:
+            return self.run("ocr_regions", images, {"granularity": granularity}, **settings)
+        return self.run("ocr", images, {}, **settings)
+
+    def caption(self, images: Any, length: str = "normal", **settings: Any) -> Any:
+        """Describe the image: length "short", "normal" or "detailed"."""
+        return self.run("caption", images, {"length": length}, **settings)
+
+    def ask(self, images: Any, question: str, **settings: Any) -> Any:
+        """Answer a free question about the image."""
+        return self.run("vqa", images, {"question": question}, **settings)
+
+    def gui_elements(self, images: Any, **settings: Any) -> Any:
+        """List a screenshot's elements: type, visible text, box, interactive."""
+        return self.run("gui_elements", images, {}, **settings)
+
+    def gui_ground(self, images: Any, instruction: str, **settings: Any) -> Any:
+        """Find the element to act on for an instruction: its box and click point."""
+        return self.run("gui_ground", images, {"instruction": instruction}, **settings)
+
+    def video(
+        self,
+        path: str | Path,
+        question: str | None = None,
+        *,
+        locate: str | None = None,
+        frames: int = 32,
+        fps: float | None = None,
+        **settings: Any,
+    ) -> TaskResult:
+        """Ask about a video (frames sampled with their timestamps), or with `locate=` find
+        when an event happens (`extras["start_s"]`, `extras["end_s"]`).
+
+        Takes the video path, the question (or the event to locate), and how to sample:
+        `frames` uniformly (at most 32) or `fps`. Returns one result; the sampled frames'
+        timestamps are in `extras["timestamps"]`.
+        """
+        if (question is None) == (locate is None):
+            raise VistoolError("give a question, or an event with locate=, (one of the two)")
+        spec = TASKS["video_locate" if locate else "video"]
+        clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
+        options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
+        request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
+        request = replace(request, budget=None)  # frames use the family's video budget
+        response = self.backend.generate([request])[0]
+        result = interpret(spec, self.profile, options, request, response, clip.size, clip.source)
+        result.extras["timestamps"] = list(clip.timestamps)
+        return result
+
+    def generate(self, requests: Sequence[GenerationRequest]):
+        """Pass raw generation requests to the backend (for prompts of your own)."""
+        return self.backend.generate(requests)
+
+
+def _describe(item: Any) -> str:
+    """A short name for an input that failed to load."""
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<{type(item).__name__}>"
