@@ -6,11 +6,14 @@ Every command prints its result on stdout (JSON where it is structured) and turn
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -85,6 +88,185 @@ def generate_command(
         typer.echo(json.dumps(response.to_dict(), ensure_ascii=False, indent=2))
     else:
         typer.echo(response.text)
+
+
+BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
+BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai.")]
+MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
+ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
+SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
+
+
+# Options every image-task command shares, added to each command's own parameters.
+_COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "model": (ModelOption, DEFAULT_MODEL),
+    "budget": (BudgetOption, None),
+    "max_new_tokens": (MaxTokensOption, None),
+    "thinking": (ThinkingOption, False),
+    "backend": (BackendOption, "transformers"),
+    "base_url": (BaseUrlOption, None),
+    "device": (DeviceOption, None),
+    "save": (SaveOption, None),
+}
+
+
+def image_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
+
+    The command gets `func`'s own arguments and options plus the shared ones (model,
+    budget, max new tokens, thinking, backend, base URL, device, --save). It loads the
+    image first (a bad image fails before any model is loaded), runs the task, prints
+    the result as JSON and, with --save, writes the annotated image.
+    """
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(func, include_extras=True)
+        own = [
+            parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+            for parameter in inspect.signature(func).parameters.values()
+            if parameter.name not in ("vt", "settings")
+        ]
+        common = [
+            inspect.Parameter(option, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+            for option, (annotation, default) in _COMMON_OPTIONS.items()
+        ]
+
+        def command(**values: Any) -> None:
+            shared = {option: values.pop(option) for option in _COMMON_OPTIONS}
+            _run_image_task(func, values, **shared)
+
+        command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
+        command.__doc__ = func.__doc__
+        app.command(name)(command)
+        return func
+
+    return register
+
+
+def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, model: str, budget: int | None,
+                    max_new_tokens: int | None, thinking: bool, backend: str, base_url: str | None,
+                    device: str | None, save: Path | None) -> None:
+    """Load the image (failing fast), check the budget, load the model, run, print, save."""
+    from vistool.api import load
+    from vistool.io.images import load_image
+    from vistool.profiles import profile_for_model
+
+    loaded = load_image(own.pop("image"))
+    if budget is not None:
+        profile_for_model(model).check_budget(budget)
+    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking)
+    result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
+    if not result.ok:
+        fail(f"{loaded.source}: {result.error}")
+    if save is not None:
+        result.annotate(loaded.image).save(save)
+    typer.echo(result.to_json(indent=2))
+
+
+ImageArgument = Annotated[str, typer.Argument(help="Image path or URL.")]
+
+
+def _check_classes(classes: str | None) -> str | None:
+    """Refuse an empty --classes at parse time (before any model is loaded)."""
+    if classes is not None and not [name for name in classes.split(",") if name.strip()]:
+        raise typer.BadParameter("empty class list: give --classes a,b,c (or leave it out for all objects)")
+    return classes
+
+
+@image_task("detect")
+def detect_command(
+    vt, image: ImageArgument, settings: dict,
+    classes: Annotated[
+        Optional[str],
+        typer.Option("--classes", "-c", help="Comma-separated class names (default: all objects).", callback=_check_classes),
+    ] = None,
+):
+    """Detect objects of the given classes (one prompt for all of them)."""
+    return vt.detect(image, classes, **settings)
+
+
+@image_task("ground")
+def ground_command(
+    vt, image: ImageArgument, settings: dict,
+    expression: Annotated[str, typer.Argument(help='What to find, e.g. "the red car on the left".')] = ...,
+):
+    """Find the box(es) a referring expression names."""
+    return vt.ground(image, expression, **settings)
+
+
+@image_task("point")
+def point_command(
+    vt, image: ImageArgument, settings: dict,
+    description: Annotated[str, typer.Argument(help="What to point at (and count).")] = ...,
+):
+    """Point at every instance of a description and count them."""
+    return vt.point(image, description, **settings)
+
+
+@image_task("ocr")
+def ocr_command(
+    vt, image: ImageArgument, settings: dict,
+    regions: Annotated[bool, typer.Option("--regions", help="Text regions with boxes instead of plain text.")] = False,
+    words: Annotated[bool, typer.Option("--words", help="With --regions: words instead of lines.")] = False,
+):
+    """Read the text in an image (default budget 1120)."""
+    return vt.ocr(image, regions=regions, granularity="word" if words else "line", **settings)
+
+
+@image_task("caption")
+def caption_command(
+    vt, image: ImageArgument, settings: dict,
+    length: Annotated[str, typer.Option("--length", help="short, normal or detailed.")] = "normal",
+):
+    """Describe an image."""
+    return vt.caption(image, length, **settings)
+
+
+@image_task("ask")
+def ask_command(
+    vt, image: ImageArgument, settings: dict,
+    question: Annotated[str, typer.Argument(help="The question.")] = ...,
+):
+    """Answer a question about an image."""
+    return vt.ask(image, question, **settings)
+
+
+@image_task("gui")
+def gui_command(
+    vt, image: ImageArgument, settings: dict,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,
+):
+    """List a screenshot's UI elements, or with --instruction find where to click."""
+    if instruction is not None:
+        return vt.gui_ground(image, instruction, **settings)
+    return vt.gui_elements(image, **settings)
+
+
+@app.command("video")
+def video_command(
+    video: Annotated[Path, typer.Argument(help="Video file.")],
+    question: Annotated[Optional[str], typer.Argument(help="The question about the video.")] = None,
+    locate: Annotated[Optional[str], typer.Option("--locate", help="An event to find in time instead of a question.")] = None,
+    frames: Annotated[int, typer.Option("--frames", help="Frames to sample uniformly (at most 32).")] = 32,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Sample at this rate instead (capped by --frames).")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    max_new_tokens: MaxTokensOption = None,
+    thinking: ThinkingOption = False,
+    backend: BackendOption = "transformers",
+    base_url: BaseUrlOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Ask a question about a video, or find when an event happens."""
+    from vistool.io.video import sample_video
+
+    sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
+    from vistool.api import load
+
+    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking)
+    result = vt.video(video, question, locate=locate, frames=frames, fps=fps, max_new_tokens=max_new_tokens)
+    if not result.ok:
+        fail(f"{video}: {result.error}")
+    typer.echo(result.to_json(indent=2))
 
 
 @app.command("info")
