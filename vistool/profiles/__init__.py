@@ -1,0 +1,72 @@
+"""Model-family profiles: one record per family, one small module each.
+
+`get_profile(name)` returns a family's `ModelProfile`; `profile_for_model(model_id)`
+guesses it from a Hugging Face model id (Gemma 4 when nothing matches); `PROFILES` maps
+every name to its record.
+"""
+
+from __future__ import annotations
+
+from vistool.errors import VistoolError
+from vistool.profiles.base import KINDS, CoordSystem, Kind, LocFormat, ModelProfile
+from vistool.profiles.florence2 import PROFILE as FLORENCE2
+from vistool.profiles.gemini import PROFILE as GEMINI
+from vistool.profiles.gemma4 import PROFILE as GEMMA4
+from vistool.profiles.paligemma2 import PROFILE as PALIGEMMA2
+from vistool.profiles.qwen3vl import PROFILE as QWEN3VL
+from vistool.profiles.qwen25vl import PROFILE as QWEN25VL
+
+DEFAULT_PROFILE = "gemma4"
+PROFILES: dict[str, ModelProfile] = {
+    profile.name: profile for profile in (GEMMA4, GEMINI, QWEN3VL, QWEN25VL, PALIGEMMA2, FLORENCE2)
+}
+
+
+def _key(name: str) -> str:
+    """Normalise a family name: lower case, without '-', '_', '.' or spaces."""
+    return "".join(char for char in name.lower() if char.isalnum())
+
+
+_BY_KEY = {_key(name): profile for name, profile in PROFILES.items()}
+
+
+def get_profile(name: str | ModelProfile) -> ModelProfile:
+    """Return the profile called `name` ("gemma4", "qwen2.5-vl", ... spelling is forgiven).
+
+    A `ModelProfile` is returned as is. Raises VistoolError naming the known profiles
+    when there is no such family.
+    """
+    if isinstance(name, ModelProfile):
+        return name
+    profile = PROFILES.get(name) or _BY_KEY.get(_key(str(name)))
+    if profile is None:
+        raise VistoolError(f"unknown model profile {name!r}; known profiles: {', '.join(PROFILES)}")
+    return profile
+
+
+def profile_for_model(model_id: str) -> ModelProfile:
+    """Guess the profile of a Hugging Face model id (e.g. "Qwen/Qwen2.5-VL-7B-Instruct" -> qwen25vl).
+
+    The longest matching `model_patterns` entry wins; Gemma 4 is the default when none
+    matches.
+    """
+    lowered = model_id.lower()
+    best: tuple[int, ModelProfile] | None = None
+    for profile in PROFILES.values():
+        for pattern in profile.model_patterns:
+            if pattern in lowered and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), profile)
+    return best[1] if best is not None else PROFILES[DEFAULT_PROFILE]
+
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "KINDS",
+    "PROFILES",
+    "CoordSystem",
+    "Kind",
+    "LocFormat",
+    "ModelProfile",
+    "get_profile",
+    "profile_for_model",
+]

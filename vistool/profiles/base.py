@@ -7,10 +7,59 @@ adapters read the prompt wording. Nothing about a family lives anywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from vistool.errors import BudgetError
+from vistool.errors import BudgetError, VistoolError
+
+if TYPE_CHECKING:  # the readers live in postprocess, which imports this module
+    from vistool.postprocess.readers import RawItems
+
+Kind = Literal["boxes", "points", "ocr_regions"]
+KINDS: tuple[str, ...] = ("boxes", "points", "ocr_regions")
+
+# A reader turns an answer text into raw items in the model's own coordinates.
+Reader = Callable[[str, "ModelProfile"], "RawItems"]
+
+
+@dataclass(frozen=True)
+class CoordSystem:
+    """How a family writes coordinates, and how it quantises them.
+
+    order: "yx" when each pair is (y, x) (Gemma 4, Gemini, PaliGemma), "xy" otherwise.
+    scale: the value that stands for the full width/height (1000, 1024 bins);
+      None means absolute pixels of the processor-RESIZED image (Qwen2.5-VL), so the
+      resized size is the scale.
+    offset: added to a value before scaling; 0.5 when a value names a bin whose centre
+      is meant (Florence-2's dequantiser).
+    quantise: how the model turns a coordinate into an integer: "round" (values
+      0..scale) or "floor" (bins 0..scale-1). Used to write oracle answers.
+    """
+
+    order: Literal["yx", "xy"] = "yx"
+    scale: float | None = 1000.0
+    offset: float = 0.0
+    quantise: Literal["round", "floor"] = "round"
+
+
+@dataclass(frozen=True)
+class LocFormat:
+    """How a location-token family writes an item (PaliGemma, Florence-2).
+
+    token: regex of one location token with the bin number as group 1.
+    label_side: "after" when the label follows the tokens (PaliGemma), "before" when it
+      precedes them (Florence-2).
+    separator: text that ends an item's label ("" when none).
+    skip: regex of other tokens to remove from labels (segmentation tokens).
+    template: format string that writes one token from a bin number.
+    """
+
+    token: str
+    label_side: Literal["after", "before"]
+    template: str
+    separator: str = ""
+    skip: str = ""
 
 
 @dataclass(frozen=True)
@@ -23,6 +72,25 @@ class ModelProfile:
       default_budget: budget used for images when a request gives none.
       video_budget: budget per video frame.
       budget_kwarg: the image-processor keyword that carries the budget.
+      extra: free-form settings for the runtime.
+
+    Answer fields (read by vistool.postprocess):
+      coords: the coordinate convention (order, scale, bin offset, quantisation).
+      readers: kind ("boxes", "points", "ocr_regions") -> function(text, profile)
+        returning raw items; a kind missing here is not supported by the family.
+      box_keys / point_keys: JSON keys that hold a box / a point, first match wins.
+      label_keys / text_keys / confidence_keys: JSON keys of an item's label, of an OCR
+        region's text, of a score the model wrote itself.
+      loc_format: the location-token syntax (None for JSON families).
+      ocr_quads: OCR regions are written as quadrilaterals (4 points, 8 numbers)
+        rather than boxes (Florence-2).
+      thought_markers: (open, close) pairs around reasoning to ignore.
+      strip_tokens: special tokens to remove from labels and text.
+      model_patterns: lower-case substrings of Hugging Face model ids of this family.
+
+    Task fields (read by vistool.tasks):
+      prompts: prompt templates that replace a task's default wording for this family,
+        keyed "<task>" or "<task>.<variant>" (the defaults follow Gemma 4's conventions).
     """
 
     name: str
@@ -31,6 +99,37 @@ class ModelProfile:
     video_budget: int | None = None
     budget_kwarg: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    coords: CoordSystem = CoordSystem()
+    readers: Mapping[str, Reader] = field(default_factory=dict)
+    box_keys: tuple[str, ...] = ("box_2d",)
+    point_keys: tuple[str, ...] = ("point_2d",)
+    label_keys: tuple[str, ...] = ("label",)
+    text_keys: tuple[str, ...] = ("text", "label")
+    confidence_keys: tuple[str, ...] = ("confidence", "score")
+    loc_format: LocFormat | None = None
+    ocr_quads: bool = False
+    thought_markers: tuple[tuple[str, str], ...] = ()
+    strip_tokens: tuple[str, ...] = ()
+    model_patterns: tuple[str, ...] = ()
+    prompts: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_resized_size(self) -> bool:
+        """True when coordinates are pixels of the processor-resized image."""
+        return self.coords.scale is None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The answer kinds this family can produce, in the order of `KINDS`."""
+        return tuple(kind for kind in KINDS if kind in self.readers)
+
+    def reader(self, kind: str) -> Reader:
+        """Return the reader for `kind`; raise VistoolError when the family has none."""
+        try:
+            return self.readers[kind]
+        except KeyError:
+            known = ", ".join(self.kinds) or "none"
+            raise VistoolError(f"model family {self.name!r} has no {kind!r} answer format (supported: {known})") from None
 
     def check_budget(self, budget: int | None) -> int | None:
         """Return the budget to use (the default for None); raise BudgetError if unsupported."""

@@ -1,0 +1,399 @@
+"""Answer text -> JSON items, each with its character span in the original text.
+
+Models wrap their JSON in every way imaginable: ```json fences (one or several), prose
+before and after, a thinking channel, trailing commas, single quotes, a bare object, a
+`{"boxes": [...]}` wrapper, or a list cut off by the token limit. `extract_json_items`
+salvages every complete item and never raises.
+
+Design: the answer regions are found first (outside thinking channels, inside fences
+when there are any). In each region a fast path decodes a JSON list element by element
+with the standard library's C scanner, which also yields each element's span. When that
+fails, a small bracket scanner (quote-aware) finds the structure and the span of every
+item; each closed item is decoded on its own, by `json.loads` or, when that fails, by the
+json_repair library. An item the text never closes was cut off: it is dropped and
+reported, never "completed" into made-up coordinates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import json_repair
+
+try:  # optional: a faster decoder for the common case (strict JSON filling its fence)
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_loads = None
+
+from vistool.postprocess.diagnostics import NOT_AN_ITEM, TRUNCATED, UNPARSEABLE, Diagnostics, snippet
+
+Span = tuple[int, int]
+
+_scan_once = json.JSONDecoder().scan_once
+_ws_end = re.compile(r"[ \t\n\r]*").match
+_OPEN = re.compile(r"[\[{]")
+_DIGIT = re.compile(r"\d")
+_FENCE = "```"
+_FENCE_TAG = re.compile(r"[A-Za-z0-9_+\-]*[ \t]*\r?\n?")
+_CHANNEL_NAME = re.compile(r"^\s*thought\s*\n?")
+# Strings in either quote, brackets, and a lone double quote (an unterminated string).
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\[\]{}"]', re.S)
+
+
+@dataclass
+class Extraction:
+    """The JSON items found in an answer.
+
+    items: decoded values (dicts, or lists for bare coordinate lists), in text order;
+    spans: for each item, (start, end) character offsets in the ORIGINAL text, or None
+    when unknown; diagnostics: what was dropped and repaired.
+    """
+
+    items: list[Any] = field(default_factory=list)
+    spans: list[Span | None] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+
+
+def answer_regions(text: str, thought_markers: Sequence[tuple[str, str]], diagnostics: Diagnostics) -> list[Span]:
+    """Return the (start, end) regions of `text` outside thinking channels.
+
+    Takes the text and (open, close) marker pairs. A channel left open by the token limit
+    runs to the end of the text; a close marker with no open marker ends a channel that
+    started at the text's beginning. The thought itself goes to `diagnostics.thought`.
+    """
+    excluded: list[Span] = []
+    thoughts: list[str] = []
+    for open_marker, close_marker in thought_markers:
+        pos = 0
+        while pos < len(text):
+            start = text.find(open_marker, pos)
+            close = text.find(close_marker, pos)
+            if start < 0 and close < 0:
+                break
+            if start < 0 or 0 <= close < start:  # a close marker without its open marker
+                excluded.append((pos, close + len(close_marker)))
+                thoughts.append(text[pos:close])
+                pos = close + len(close_marker)
+                continue
+            close = text.find(close_marker, start + len(open_marker))
+            if close < 0:
+                excluded.append((start, len(text)))
+                thoughts.append(text[start + len(open_marker):])
+                diagnostics.repair("thinking channel not closed: the answer was cut off while thinking")
+                diagnostics.truncated = True
+                break
+            excluded.append((start, close + len(close_marker)))
+            thoughts.append(text[start + len(open_marker):close])
+            pos = close + len(close_marker)
+    if not excluded:
+        return [(0, len(text))]
+    thought = "\n".join(_CHANNEL_NAME.sub("", part, count=1) for part in thoughts).strip()
+    diagnostics.thought = thought or None
+    diagnostics.repair("removed thinking channel")
+    regions: list[Span] = []
+    pos = 0
+    for start, end in sorted(excluded):
+        if start > pos:
+            regions.append((pos, start))
+        pos = max(pos, end)
+    if pos < len(text):
+        regions.append((pos, len(text)))
+    return regions
+
+
+def fenced_regions(text: str, start: int, end: int) -> list[Span] | None:
+    """Return the contents of the ``` fences in text[start:end], or None when there are none.
+
+    The language tag (```json) is skipped; a fence left open runs to `end`.
+    """
+    i = text.find(_FENCE, start, end)
+    if i < 0:
+        return None
+    regions: list[Span] = []
+    while i >= 0:
+        content = _FENCE_TAG.match(text, i + 3, end)
+        content_start = content.end() if content else i + 3
+        close = text.find(_FENCE, content_start, end)
+        if close < 0:
+            regions.append((content_start, end))
+            break
+        regions.append((content_start, close))
+        i = text.find(_FENCE, close + 3, end)
+    return regions
+
+
+def extract_json_items(
+    text: str,
+    item_keys: Collection[str] = (),
+    thought_markers: Sequence[tuple[str, str]] = (),
+) -> Extraction:
+    """Find every JSON item in a model answer.
+
+    Takes the raw answer, the keys that mark an object as an item (e.g. {"box_2d"}; an
+    object without any of them that holds a list of objects is a wrapper and is opened),
+    and the thinking-channel markers to skip. Returns an `Extraction`: the items with
+    their spans in `text`, plus diagnostics. Never raises on any string.
+    """
+    found = Extraction()
+    keys = tuple(item_keys)
+    for start, end in answer_regions(text, thought_markers, found.diagnostics):
+        fences = fenced_regions(text, start, end)
+        if fences is not None:
+            before = len(found.items) + len(found.diagnostics.dropped)
+            for fence_start, fence_end in fences:
+                _scan_region(text, fence_start, fence_end, keys, found)
+            if len(found.items) + len(found.diagnostics.dropped) > before:
+                continue  # the fences held the answer; prose around them is ignored
+        _scan_region(text, start, end, keys, found)
+    return found
+
+
+def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
+    """True when the dict holds one of `keys` (or when no keys are asked for)."""
+    if not keys:
+        return True
+    for key in keys:
+        if key in value:
+            return True
+    return False
+
+
+def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction) -> None:
+    """Add every item of every JSON value in text[start:end] to `found`."""
+    pos = start
+    while pos < end:
+        match = _OPEN.search(text, pos, end)
+        if match is None:
+            return
+        begin = match.start()
+        fast = _fast_value(text, begin, end, keys)
+        if fast is not None:
+            values, spans, pos = fast
+            found.items.extend(values)
+            found.spans.extend(spans)
+            continue
+        pos = _slow_value(text, begin, end, keys, found)
+
+
+def _fast_value(text: str, begin: int, end: int, keys: Sequence[str]) -> tuple[list[Any], list[Span], int] | None:
+    """Decode strict JSON at `begin`: a list of items, or one item object.
+
+    Returns (items, spans, end of the value), or None when the text is not strict JSON
+    of that shape (the slow path then takes over). The whole value is decoded at C speed;
+    item spans are the brace pairs when every brace in the value belongs to a flat item
+    object, else they come from decoding the elements one by one.
+    """
+    value, stop = _decode_at(text, begin, end)
+    if value is None or stop > end:
+        return None
+    if type(value) is dict:
+        return ([value], [(begin, stop)], stop) if _has_key(value, keys) else None
+    if type(value) is not list:
+        return None
+    types = set(map(type, value))
+    if types == {dict}:
+        objects = len(value)
+        if keys and not all(map(dict.__contains__, value, repeat(keys[0]))):
+            if not all(_has_key(item, keys) for item in value):
+                return None
+    elif types <= {dict, list}:
+        objects = 0
+        for item in value:
+            if type(item) is dict:
+                if not _has_key(item, keys):
+                    return None
+                objects += 1
+            elif item and type(item[0]) in (list, dict):
+                return None
+    else:
+        return None
+    count = len(value)
+    if objects == count and text.count("{", begin, stop) == count and text.count("}", begin, stop) == count:
+        spans: list[Span] | None = _brace_spans(text, begin, stop, count)
+    else:
+        spans = _element_spans(text, begin, count)
+    return (value, spans, stop) if spans is not None else None
+
+
+def _brace_spans(text: str, begin: int, stop: int, count: int) -> list[Span]:
+    """Return the spans of `count` flat objects when every brace in text[begin:stop] is theirs."""
+    spans: list[Span] = []
+    find = text.find
+    pos = begin
+    for _ in range(count):
+        open_at = find("{", pos, stop)
+        pos = find("}", open_at, stop) + 1
+        spans.append((open_at, pos))
+    return spans
+
+
+def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:
+    """Decode the strict JSON value at `begin`; return (value, end of value), or (None, begin).
+
+    When the value fills the region up to `end` (the usual fenced answer), orjson decodes
+    it when installed (several times faster); otherwise the standard library's scanner
+    finds where the value ends.
+    """
+    if _orjson_loads is not None:
+        stop = end
+        while stop > begin and text[stop - 1] in " \t\r\n":
+            stop -= 1
+        try:
+            return _orjson_loads(text[begin:stop]), stop
+        except ValueError:
+            pass
+    try:
+        return _scan_once(text, begin)
+    except (StopIteration, ValueError, RecursionError):
+        return None, begin
+
+
+def _element_spans(text: str, begin: int, count: int) -> list[Span] | None:
+    """Return the spans of the `count` elements of the valid JSON list at `begin`."""
+    spans: list[Span] = []
+    i = _ws_end(text, begin + 1).end()
+    try:
+        for _ in range(count):
+            _, stop = _scan_once(text, i)
+            spans.append((i, stop))
+            i = _ws_end(text, stop).end()
+            if text.startswith(",", i):
+                i = _ws_end(text, i + 1).end()
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    return spans
+
+
+class _Node:
+    """A bracket pair found by the scanner: `open` is "[" or "{"; `end` is None when unclosed."""
+
+    __slots__ = ("open", "start", "end", "children", "broken")
+
+    def __init__(self, open_char: str, start: int) -> None:
+        self.open = open_char
+        self.start = start
+        self.end: int | None = None
+        self.children: list[_Node] = []
+        self.broken = False  # closed by a mismatched bracket
+
+
+def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
+    """Scan the bracket structure of the value at `begin`, skipping strings.
+
+    Returns the root node and the position where scanning stopped (after the root's
+    closing bracket, or `end`). A mismatched closer closes the brackets opened after its
+    partner (they are marked `broken`); a closer with no partner is ignored.
+    """
+    root = _Node(text[begin], begin)
+    stack = [root]
+    for match in _TOKEN.finditer(text, begin + 1, end):
+        pos = match.start()
+        char = text[pos]
+        if char == '"' or char == "'":
+            if match.end() - pos == 1:  # unterminated string: the rest of the text is inside it
+                return root, end
+            continue
+        if char == "[" or char == "{":
+            node = _Node(char, pos)
+            stack[-1].children.append(node)
+            stack.append(node)
+            continue
+        want = "[" if char == "]" else "{"
+        k = len(stack) - 1
+        while k >= 0 and stack[k].open != want:
+            k -= 1
+        if k < 0:
+            continue
+        for node in stack[k + 1 :]:
+            node.end = pos
+            node.broken = True
+        stack[k].end = match.end()
+        del stack[k:]
+        if not stack:
+            return root, match.end()
+    return root, end
+
+
+def _loads(piece: str, diagnostics: Diagnostics) -> Any:
+    """Decode one item's text: strict JSON first, json_repair when that fails; None if neither."""
+    try:
+        return json.loads(piece)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        value = json_repair.loads(piece)
+    except Exception:  # json_repair is a third-party heuristic; never let it crash a parse
+        return None
+    diagnostics.repair("json_repair")
+    return value
+
+
+def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
+    """True when an object node holds a list of objects (or such a wrapper) and is not itself an item."""
+    holds_items = any(
+        (child.open == "[" and any(grand.open == "{" for grand in child.children))
+        or (child.open == "{" and child.children and _is_wrapper(child, text, keys, diagnostics))
+        for child in node.children
+    )
+    if not holds_items:
+        return False
+    if node.end is None or not keys:
+        return True
+    value = _loads(text[node.start : node.end], diagnostics)
+    return not (isinstance(value, dict) and _has_key(value, keys))
+
+
+def _collect(node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics) -> None:
+    """Append the item nodes under `node` to `leaves`, opening lists and wrappers."""
+    if node.open == "[":
+        if not node.children:
+            leaves.append(node)
+        for child in node.children:
+            _collect(child, text, keys, leaves, diagnostics)
+    elif _is_wrapper(node, text, keys, diagnostics):
+        diagnostics.repair("unwrapped an object holding the item list")
+        for child in node.children:
+            if child.open == "[" or _is_wrapper(child, text, keys, diagnostics):
+                _collect(child, text, keys, leaves, diagnostics)
+    else:
+        leaves.append(node)
+
+
+def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction) -> int:
+    """Salvage the items of the (possibly malformed or truncated) value at `begin`.
+
+    Adds items and drops to `found`; returns the position after the value.
+    """
+    diagnostics = found.diagnostics
+    root, stop = _scan_tree(text, begin, end)
+    leaves: list[_Node] = []
+    _collect(root, text, keys, leaves, diagnostics)
+    if root.end is None and (root.children or _DIGIT.search(text, begin, stop)):
+        diagnostics.truncated = True
+    for node in leaves:
+        if node.end is None:
+            if node.open == "{" or _DIGIT.search(text, node.start, stop):
+                diagnostics.truncated = True
+                diagnostics.drop(
+                    TRUNCATED, "the answer ends inside this item", snippet(text, node.start, stop), (node.start, stop)
+                )
+            continue
+        if node is root and not _DIGIT.search(text, node.start, node.end):
+            continue  # prose in brackets, not inside a list of items: nothing to report
+        piece = text[node.start : node.end]
+        value = _loads(piece, diagnostics)
+        span = (node.start, node.end)
+        if not isinstance(value, (dict, list)) or not value:
+            reason = UNPARSEABLE if not isinstance(value, (dict, list)) else NOT_AN_ITEM
+            diagnostics.drop(reason, "not a JSON object or list, even after repair", snippet(piece, 0), span)
+            continue
+        if node.broken:
+            diagnostics.repair("closed a bracket the model left open")
+        found.items.append(value)
+        found.spans.append(span)
+    return stop if stop > begin else begin + 1

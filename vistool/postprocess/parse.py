@@ -1,0 +1,262 @@
+"""The one entry point from a model's answer text to a typed result in pixels.
+
+    result = parse(text, image_size=(W, H), profile="gemma4", kind="boxes", classes=[...])
+    result.detections          # sv.Detections in pixels of the displayed image
+    result.diagnostics         # what was found, kept, dropped (and why), repaired
+
+Tests, task adapters and users all call this. It never raises on any answer text; it
+raises `VistoolError` only for wrong arguments (unknown profile or kind, bad size,
+missing resized size for a family that answers in resized pixels).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import supervision as sv
+
+from vistool import profiles
+from vistool.errors import VistoolError
+from vistool.postprocess import geometry
+from vistool.postprocess.diagnostics import INTERNAL_ERROR, Diagnostics, snippet
+from vistool.postprocess.readers import RawItems
+from vistool.postprocess.results import (
+    SPAN_FIELD,
+    OCRRegion,
+    OCRResult,
+    PointsResult,
+    Span,
+    assign_class_ids,
+    detections_from_dict,
+    detections_to_dict,
+    make_detections,
+    spans_array,
+    spans_list,
+)
+from vistool.profiles.base import KINDS, ModelProfile
+
+Result = Union[sv.Detections, PointsResult, OCRResult]
+DEFAULT_LABEL = "object"
+
+
+@dataclass
+class ParseResult:
+    """A parsed answer.
+
+    kind: "boxes", "points" or "ocr_regions"; profile: the family's name; image_size:
+    the displayed (width, height) the pixels refer to; result: `sv.Detections` (boxes),
+    `PointsResult` (points) or `OCRResult` (OCR regions); diagnostics: the parse report.
+    """
+
+    kind: str
+    profile: str
+    image_size: tuple[int, int]
+    result: Result
+    diagnostics: Diagnostics
+
+    def __len__(self) -> int:
+        return len(self.result)
+
+    @property
+    def detections(self) -> sv.Detections:
+        """The result as `sv.Detections` (boxes; OCR regions with their quads; points as zero-size boxes)."""
+        if isinstance(self.result, sv.Detections):
+            return self.result
+        return self.result.to_detections()
+
+    @property
+    def spans(self) -> list[Span | None]:
+        """Each kept item's (start, end) in the answer text, None where unknown."""
+        if isinstance(self.result, sv.Detections):
+            return spans_list(self.result.data.get(SPAN_FIELD), len(self.result))
+        if isinstance(self.result, PointsResult):
+            return spans_list(self.result.spans, len(self.result))
+        return [region.span for region in self.result.regions]
+
+    def set_confidence(self, values: Sequence[float] | np.ndarray | None) -> None:
+        """Set one confidence per kept item (e.g. from token log-probabilities), or None to clear."""
+        count = len(self.result)
+        array = None if values is None else np.asarray(values, dtype=np.float64).reshape(-1)
+        if array is not None and len(array) != count:
+            raise VistoolError(f"expected {count} confidence values, got {len(array)}")
+        if isinstance(self.result, OCRResult):
+            for index, region in enumerate(self.result.regions):
+                region.confidence = None if array is None else float(array[index])
+        else:
+            self.result.confidence = array
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict of the whole parse (result and diagnostics)."""
+        if isinstance(self.result, sv.Detections):
+            result = detections_to_dict(self.result)
+        else:
+            result = self.result.to_dict()
+        return {
+            "kind": self.kind,
+            "profile": self.profile,
+            "image_size": list(self.image_size),
+            "result": result,
+            "diagnostics": self.diagnostics.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ParseResult":
+        """Rebuild a parse written by `to_dict`."""
+        kind = data["kind"]
+        result: Result
+        if kind == "boxes":
+            result = detections_from_dict(data["result"])
+        elif kind == "points":
+            result = PointsResult.from_dict(data["result"])
+        else:
+            result = OCRResult.from_dict(data["result"])
+        width, height = data["image_size"]
+        return cls(kind, data["profile"], (int(width), int(height)), result, Diagnostics.from_dict(data["diagnostics"]))
+
+    def to_json(self) -> str:
+        """Return the parse as a JSON string."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "ParseResult":
+        """Rebuild a parse from `to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+
+def parse(
+    text: str,
+    image_size: tuple[int, int],
+    profile: str | ModelProfile = "gemma4",
+    kind: str = "boxes",
+    *,
+    classes: Sequence[str] | None = None,
+    resized_size: tuple[int, int] | None = None,
+    confidence: Sequence[float] | np.ndarray | None = None,
+) -> ParseResult:
+    """Parse a model's answer into a typed result in pixels of the displayed image.
+
+    Takes the answer text; the displayed image's (width, height) (after EXIF transpose:
+    the size the model saw, before its processor resized it); the model family (a
+    profile name or record); the kind ("boxes", "points", "ocr_regions"); optionally the
+    requested classes (they fix `class_id`: requested classes in the order asked, other
+    labels after them), the processor-resized (width, height) for families that answer in
+    resized pixels (Qwen2.5-VL), and one confidence per kept item.
+    Returns a `ParseResult`. Never raises on any text; raises VistoolError on bad arguments.
+    """
+    prof = profiles.get_profile(profile) if isinstance(profile, str) else profile
+    if kind not in KINDS:
+        raise VistoolError(f"unknown answer kind {kind!r}; use one of {', '.join(KINDS)}")
+    reader = prof.reader(kind)
+    size = geometry.check_size(image_size)
+    resized = geometry.check_size(resized_size, "resized_size") if resized_size is not None else None
+    if prof.needs_resized_size and resized is None:
+        raise VistoolError(f"model family {prof.name!r} answers in pixels of the resized image: pass resized_size=(W, H)")
+    if not isinstance(text, str):
+        raise VistoolError(f"the answer must be a string, got {type(text).__name__}")
+    classes = list(classes) if classes is not None else None
+    try:
+        raw = reader(text, prof)
+        parsed = _build(text, raw, prof, kind, size, resized, classes)
+    except Exception as error:  # the contract is "never raise on any text": report instead
+        diagnostics = Diagnostics(profile=prof.name, kind=kind)
+        diagnostics.drop(INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+        parsed = ParseResult(kind, prof.name, size, _empty(kind), diagnostics)
+    if confidence is not None:
+        parsed.set_confidence(confidence)
+    return parsed
+
+
+def _empty(kind: str) -> Result:
+    """Return an empty result of `kind`."""
+    if kind == "boxes":
+        return make_detections(np.empty((0, 4)), [])[0]
+    if kind == "points":
+        return PointsResult(np.empty((0, 2)), np.empty(0, dtype=np.int64), [])
+    return OCRResult()
+
+
+def _model_confidence(scores: list[float | None]) -> np.ndarray | None:
+    """Return the scores the model wrote, when every kept item has one."""
+    if not scores or None in scores:
+        return None
+    return np.array(scores, dtype=np.float64)
+
+
+def _build(
+    text: str,
+    raw: RawItems,
+    profile: ModelProfile,
+    kind: str,
+    image_size: tuple[int, int],
+    resized_size: tuple[int, int] | None,
+    classes: list[str] | None,
+) -> ParseResult:
+    """Map raw items to pixels, clean them, and build the result of `kind`."""
+    diagnostics = raw.diagnostics
+    diagnostics.profile, diagnostics.kind = profile.name, kind
+    pixels = geometry.to_pixels(raw.coords, profile.coords, image_size, resized_size)
+    if kind == "points":
+        fixed = geometry.fix_points(pixels, image_size)
+    elif kind == "ocr_regions":
+        quads = geometry.boxes_to_quads(pixels) if pixels.shape[1] == 4 else pixels.reshape(-1, 4, 2)
+        fixed = geometry.fix_quads(quads, image_size)
+    else:
+        fixed = geometry.fix_boxes(pixels, image_size)
+    values, spans, scores, labels = fixed.values, raw.spans, raw.confidence, raw.labels
+    if fixed.dropped:
+        for index, reason in fixed.dropped:
+            span = spans[index]
+            diagnostics.drop(reason, "after mapping to the image", snippet(text, *span) if span else "", span)
+        keep = fixed.keep.tolist()
+        values = values[fixed.keep]
+        spans = [span for span, kept in zip(spans, keep) if kept]
+        scores = [score for score, kept in zip(scores, keep) if kept]
+        labels = [label for label, kept in zip(labels, keep) if kept]
+    diagnostics.reordered += fixed.reordered
+    diagnostics.clipped += fixed.clipped
+    diagnostics.kept = len(values)
+    diagnostics.found = diagnostics.kept + len(diagnostics.dropped)
+    if classes and len(classes) == 1:
+        labels = [classes[0] if label is None else label for label in labels]
+    result = _result(kind, values, labels, _model_confidence(scores), spans, classes, diagnostics)
+    return ParseResult(kind, profile.name, image_size, result, diagnostics)
+
+
+def _result(
+    kind: str,
+    values: np.ndarray,
+    labels: list[str | None],
+    confidence: np.ndarray | None,
+    spans: list[Span | None],
+    classes: list[str] | None,
+    diagnostics: Diagnostics,
+) -> Result:
+    """Build the typed result of `kind` from cleaned pixel values (boxes, points or quads)."""
+    if kind == "ocr_regions":
+        boxes = geometry.quads_to_boxes(values)
+        scores = [None] * len(values) if confidence is None else confidence.tolist()
+        return OCRResult(
+            [
+                OCRRegion(
+                    text=label or "",
+                    quad=tuple((float(x), float(y)) for x, y in quad.tolist()),
+                    box=tuple(box.tolist()),  # type: ignore[arg-type]
+                    confidence=score,
+                    span=span,
+                )
+                for label, quad, box, score, span in zip(labels, values, boxes, scores, spans)
+            ]
+        )
+    names = [label if label is not None else DEFAULT_LABEL for label in labels]
+    result: Result
+    if kind == "points":
+        class_id, names, unknown = assign_class_ids(names, classes)
+        result = PointsResult(values, class_id, names, confidence, spans_array(spans))
+    else:
+        result, unknown = make_detections(values, names, classes, confidence, spans)
+    diagnostics.unknown_labels = unknown if classes is not None else []
+    return result

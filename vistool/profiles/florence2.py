@@ -1,0 +1,18 @@
+"""Florence-2: `label<loc_x1><loc_y1><loc_x2><loc_y2>`, 1000 bins, x first.
+
+Bins are floor-quantised and decoded at their centre ((b + 0.5) / 1000 of the side), as
+Florence-2's own processor does. OCR regions (`<OCR_WITH_REGION>`) are 8-token quads.
+"""
+
+from vistool.postprocess.readers import LOC_READERS
+from vistool.profiles.base import CoordSystem, LocFormat, ModelProfile
+
+PROFILE = ModelProfile(
+    name="florence2",
+    coords=CoordSystem(order="xy", scale=1000.0, offset=0.5, quantise="floor"),
+    readers=LOC_READERS,
+    ocr_quads=True,
+    loc_format=LocFormat(token=r"<loc_(\d+)>", label_side="before", template="<loc_{}>"),
+    strip_tokens=("<s>", "</s>", "<pad>"),
+    model_patterns=("florence-2", "florence2", "florence_2"),
+)

@@ -1,0 +1,26 @@
+"""Gemma 4 (the default family): JSON `box_2d` [y1, x1, y2, x2] and `point_2d` [y, x], 0..1000.
+
+Coordinates are relative to the whole input image (no letterbox); the image-token
+budget is the image processor's `max_soft_tokens`. Reasoning arrives in a
+`<|channel>thought\\n...<channel|>` channel, which is skipped.
+"""
+
+from vistool.postprocess.readers import JSON_READERS
+from vistool.profiles.base import CoordSystem, ModelProfile
+
+PROFILE = ModelProfile(
+    name="gemma4",
+    budgets=(70, 140, 280, 560, 1120),
+    default_budget=280,
+    video_budget=70,
+    budget_kwarg="max_soft_tokens",
+    coords=CoordSystem(order="yx", scale=1000.0),
+    readers=JSON_READERS,
+    box_keys=("box_2d",),
+    point_keys=("point_2d",),
+    label_keys=("label",),
+    text_keys=("text", "label"),
+    thought_markers=(("<|channel>", "<channel|>"),),
+    strip_tokens=("<turn|>", "<|turn>", "<eos>", "<bos>"),
+    model_patterns=("gemma-4", "gemma4"),
+)

@@ -1,0 +1,17 @@
+"""PaliGemma 2: `<locYYYY><locXXXX><locYYYY><locXXXX> label ; ...`, 1024 bins, y first.
+
+A bin b stands for b / 1024 of the side (the decoding of Google's reference code and
+of supervision); segmentation tokens (`<seg012>`) after a box are ignored.
+"""
+
+from vistool.postprocess.readers import LOC_READERS
+from vistool.profiles.base import CoordSystem, LocFormat, ModelProfile
+
+PROFILE = ModelProfile(
+    name="paligemma2",
+    coords=CoordSystem(order="yx", scale=1024.0, quantise="floor"),
+    readers=LOC_READERS,
+    loc_format=LocFormat(token=r"<loc(\d{4})>", label_side="after", template="<loc{:04d}>", separator=";", skip=r"<seg\d{3}>"),
+    strip_tokens=("<eos>", "<bos>", "<pad>"),
+    model_patterns=("paligemma",),
+)

@@ -1,0 +1,19 @@
+"""Qwen2.5-VL: JSON `bbox_2d` [x1, y1, x2, y2] in absolute pixels of the RESIZED image.
+
+The processor resizes each image to multiples of 28 (smart_resize); the answer's pixels
+refer to that size, which the runtime reports (`GenerationResponse.image_sizes`) and
+`parse(..., resized_size=(W, H))` needs.
+"""
+
+from dataclasses import replace
+
+from vistool.profiles.base import CoordSystem
+from vistool.profiles.qwen3vl import PROFILE as QWEN3VL
+
+PROFILE = replace(
+    QWEN3VL,
+    name="qwen25vl",
+    coords=CoordSystem(order="xy", scale=None),
+    thought_markers=(),
+    model_patterns=("qwen2.5-vl", "qwen2_5_vl", "qwen2.5vl", "qwen25vl", "qwen2_5-vl"),
+)
