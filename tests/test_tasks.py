@@ -261,3 +261,14 @@ def test_every_task_runs_on_the_tiny_model(tiny_backend, tmp_path):
     assert video.ok and video.provenance["image_tokens"] > 0
     located = vt.video(clip, locate="the flash", frames=4)
     assert located.ok and "start_s" in located.extras
+
+
+def test_family_prompts_and_refusals():
+    qwen = TASKS["detect"].prompt(get_profile("qwen3vl"), {"classes": ["cat", "dog"]})
+    assert '"bbox_2d": [x1, y1, x2, y2]' in qwen and "cat, dog" in qwen
+    assert TASKS["detect"].prompt(get_profile("paligemma2"), {"classes": ["cat", "dog"]}) == "detect cat ; dog"
+    assert TASKS["ocr_regions"].prompt(get_profile("florence2"), {}) == "<OCR_WITH_REGION>"
+    with pytest.raises(VistoolError, match="paligemma2.*point"):
+        TASKS["point"].prompt(get_profile("paligemma2"), {"description": "cat"})
+    with pytest.raises(VistoolError, match="florence2.*point"):
+        TASKS["point"].prompt(get_profile("florence2"), {"description": "cat"})

@@ -213,10 +213,19 @@ def ocr_command(
     return vt.ocr(image, regions=regions, granularity="word" if words else "line", **settings)
 
 
+def _check_length(length: str) -> str:
+    """Refuse an unknown caption length at parse time."""
+    from vistool.tasks.caption import LENGTHS
+
+    if length not in LENGTHS:
+        raise typer.BadParameter(f"caption length must be one of {', '.join(LENGTHS)} (got {length!r})")
+    return length
+
+
 @image_task("caption")
 def caption_command(
     vt, image: ImageArgument, settings: dict,
-    length: Annotated[str, typer.Option("--length", help="short, normal or detailed.")] = "normal",
+    length: Annotated[str, typer.Option("--length", help="short, normal or detailed.", callback=_check_length)] = "normal",
 ):
     """Describe an image."""
     return vt.caption(image, length, **settings)
@@ -269,6 +278,63 @@ def video_command(
     typer.echo(result.to_json(indent=2))
 
 
+@app.command("annotate")
+def annotate_command(
+    src: Annotated[str, typer.Argument(help="Images: a folder (recursive), a glob pattern, or a text file of paths.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (answer cache, results, exports).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="detect, ground, point, ocr, caption, ask or gui.")] = "detect",
+    classes: Annotated[Optional[str], typer.Option("--classes", "-c", help="detect: comma-separated class names (default: all objects).")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="point: what to point at; ground: the expression; ask: the question; gui: the instruction.")] = None,
+    length: Annotated[Optional[str], typer.Option("--length", help="caption: short, normal or detailed.")] = None,
+    regions: Annotated[bool, typer.Option("--regions", help="ocr: text regions with boxes (exportable) instead of plain text.")] = False,
+    words: Annotated[bool, typer.Option("--words", help="ocr --regions: words instead of lines.")] = False,
+    formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl (repeat or comma-separate; box tasks default to coco; results.jsonl is always written).")] = None,
+    model: ModelOption = DEFAULT_MODEL,
+    budget: BudgetOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch).")] = 8,
+    max_new_tokens: MaxTokensOption = None,
+    thinking: ThinkingOption = False,
+    backend: BackendOption = "transformers",
+    base_url: BaseUrlOption = None,
+    device: DeviceOption = None,
+    rescore: Annotated[bool, typer.Option("--rescore", help="Rebuild results and exports from the answer cache, without running the model.")] = False,
+    draw: Annotated[bool, typer.Option("--draw", help="Also write annotated copies of the images to OUT/draw.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images (sorted by path).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse images with more pixels than this (default 100 million).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Image-reading threads running ahead of the model.")] = 4,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
+) -> None:
+    """Annotate many images with one task, resumably; export COCO / YOLO / VOC / JSONL.
+
+    Every answer is cached in OUT/answers.jsonl: after a crash or Ctrl-C, run the same command again and only the missing images are processed; change a setting and only what it affects is re-run. Failed images are listed with their reason in OUT/failures.jsonl.
+
+    Exit codes: 0 every image annotated; 1 finished, but some images failed or an export could not be written; 2 usage or setup error (nothing processed); 130 interrupted (re-run to resume).
+    """
+    from vistool.batch.annotate import AnnotateConfig, run_cli
+
+    # Every parameter of this function is a field of AnnotateConfig, by the same name.
+    config = AnnotateConfig(**{name: value for name, value in locals().items() if name in AnnotateConfig.__dataclass_fields__})
+    raise typer.Exit(run_cli(config))
+
+
+@app.command("demo")
+def demo_command(
+    model: ModelOption = DEFAULT_MODEL,
+    backend: BackendOption = "transformers",
+    base_url: BaseUrlOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 7860,
+    share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
+    device: DeviceOption = None,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline.")] = False,
+) -> None:
+    """Serve the Gradio demo app (the same as `python demos/app.py`)."""
+    from vistool.app import serve
+
+    serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny)
+
+
 @app.command("info")
 def info_command() -> None:
     """Print versions of vistool and its main dependencies, and the device found."""
@@ -299,7 +365,7 @@ def info_command() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv); return the exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except VistoolError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -315,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

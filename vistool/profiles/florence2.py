@@ -15,4 +15,15 @@ PROFILE = ModelProfile(
     loc_format=LocFormat(token=r"<loc_(\d+)>", label_side="before", template="<loc_{}>"),
     strip_tokens=("<s>", "</s>", "<pad>"),
     model_patterns=("florence-2", "florence2", "florence_2"),
+    # Florence-2's task tokens (its processor's task table).
+    prompts={
+        "detect": "<CAPTION_TO_PHRASE_GROUNDING>{classes}",
+        "detect.all": "<OD>",
+        "ground": "<CAPTION_TO_PHRASE_GROUNDING>{expression}",
+        "ocr": "<OCR>",
+        "ocr_regions": "<OCR_WITH_REGION>",
+        "caption.short": "<CAPTION>",
+        "caption.normal": "<DETAILED_CAPTION>",
+        "caption.detailed": "<MORE_DETAILED_CAPTION>",
+    },
 )

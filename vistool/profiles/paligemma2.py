@@ -14,4 +14,14 @@ PROFILE = ModelProfile(
     loc_format=LocFormat(token=r"<loc(\d{4})>", label_side="after", template="<loc{:04d}>", separator=";", skip=r"<seg\d{3}>"),
     strip_tokens=("<eos>", "<bos>", "<pad>"),
     model_patterns=("paligemma",),
+    # PaliGemma's task prefixes (Google's model card): "detect a ; b", "ocr", "caption en".
+    prompts={
+        "detect": "detect {classes_semicolon}",
+        "ground": "detect {expression}",
+        "ocr": "ocr",
+        "caption.short": "caption en",
+        "caption.normal": "caption en",
+        "caption.detailed": "describe en",
+        "vqa": "answer en {question}",
+    },
 )

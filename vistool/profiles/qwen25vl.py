@@ -16,4 +16,9 @@ PROFILE = replace(
     coords=CoordSystem(order="xy", scale=None),
     thought_markers=(),
     model_patterns=("qwen2.5-vl", "qwen2_5_vl", "qwen2.5vl", "qwen25vl", "qwen2_5-vl"),
+    # Qwen3-VL's wording, asking for absolute pixel coordinates instead of 0-1000.
+    prompts={
+        task: prompt.replace("coordinates relative to 0-1000", "absolute pixel coordinates")
+        for task, prompt in QWEN3VL.prompts.items()
+    },
 )

@@ -59,12 +59,13 @@ class TaskSpec:
         """Return the prompt for `options`, in the wording of `profile` where it has its own."""
         variant = self.variant(options)
         overrides = profile.prompts
-        template = (
-            overrides.get(f"{self.name}.{variant}")
-            or (overrides.get(self.name) if variant == "default" else None)
-            or self.prompts.get(variant)
-            or self.prompts["default"]
-        )
+        template = overrides.get(f"{self.name}.{variant}") or (overrides.get(self.name) if variant == "default" else None)
+        if template is None and profile.loc_format is not None:
+            # The default wording asks for Gemma 4-style JSON, which location-token families never write.
+            raise VistoolError(f"model family {profile.name!r} has no prompt for task {self.name!r} ({variant})")
+        if self.kind is not None and self.kind not in profile.kinds:
+            raise VistoolError(f"model family {profile.name!r} cannot answer task {self.name!r} (no {self.kind} format)")
+        template = template or self.prompts.get(variant) or self.prompts["default"]
         try:
             return template.format(**self.fields(options))
         except (KeyError, IndexError) as exc:

@@ -26,6 +26,9 @@ DETECT = TaskSpec(
     default_budget=280,
     max_new_tokens=1024,
     variant=lambda options: "default" if _classes(options) else "all",
-    fields=lambda options: {"classes": ", ".join(_classes(options) or [])},
+    fields=lambda options: {
+        "classes": ", ".join(_classes(options) or []),
+        "classes_semicolon": " ; ".join(_classes(options) or []),
+    },
     classes=_classes,
 )
