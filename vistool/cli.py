@@ -309,7 +309,7 @@ def annotate_command(
 
     Every answer is cached in OUT/answers.jsonl: after a crash or Ctrl-C, run the same command again and only the missing images are processed; change a setting and only what it affects is re-run. Failed images are listed with their reason in OUT/failures.jsonl.
 
-    Exit codes: 0 every image annotated; 1 finished, but some images failed or an export could not be written; 2 usage or setup error (nothing processed); 130 interrupted (re-run to resume).
+    Exit codes: 0 every image annotated; 1 finished, but some images failed or an export could not be written; 2 usage or setup error (bad option, no images, model cannot load, OUT in use or not writable); 130 interrupted (re-run to resume).
     """
     from vistool.batch.annotate import AnnotateConfig, run_cli
 
@@ -333,6 +333,17 @@ def demo_command(
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny)
+
+
+@app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def eval_command(ctx: typer.Context) -> None:
+    """Evaluate on a benchmark (coco, screenspot, ocr, refexp), or score a predictions file (score ...).
+
+    `vistool eval --help` lists the arguments; they are those of `python -m eval.run`.
+    """
+    from eval.run import main as run_eval
+
+    raise typer.Exit(run_eval(list(ctx.args)))
 
 
 @app.command("info")
