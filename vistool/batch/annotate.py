@@ -1,0 +1,407 @@
+"""`vistool annotate`: run one task over a folder of images, resumably, and export the results.
+
+    vistool annotate photos/ --task detect --classes person,car --out out/ --format coco,yolo
+
+What lands in OUT:
+  answers.jsonl   the answer cache: every raw answer with its key (never edit; delete
+                  it to start over). Re-running skips what is there.
+  results.jsonl   one line per image with an answer: the full result with provenance
+  failures.jsonl  one line per image that failed: stage and reason
+  coco.json       --format coco (box tasks): COCO detection json, file names relative to SRC
+  yolo/           --format yolo: data.yaml + labels/<sub-folder>/<stem>.txt
+  voc/            --format voc: <sub-folder>/<stem>.xml
+  draw/           --draw: annotated copies of the images
+
+Exit codes: 0 every image annotated (from the model or the cache); 1 finished, but some
+images failed (listed in failures.jsonl) or an export could not be written; 2 usage or
+setup error (bad option, no images, model cannot load, OUT in use by another run or not
+writable); 130 interrupted (Ctrl-C): run the same command again to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vistool.batch.cache import AnswerCache
+from vistool.batch.export import (
+    EXPORT_FORMATS,
+    Entry,
+    class_counts,
+    dataset_classes,
+    draw_results,
+    has_boxes,
+    make_entries,
+    remove_stale_temporaries,
+    stem_collisions,
+    write_coco,
+    write_failures,
+    write_results_jsonl,
+    write_voc,
+    write_yolo,
+)
+from vistool.batch.runner import BatchRunner, RunReport, WorkItem
+from vistool.batch.sources import collect_images
+from vistool.errors import VistoolError
+
+DEFAULT_MODEL = "google/gemma-4-E2B-it"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+CLI_TASKS = ("detect", "ground", "point", "ocr", "caption", "ask", "gui")
+CACHE_FILE = "answers.jsonl"
+RESULTS_FILE = "results.jsonl"
+FAILURES_FILE = "failures.jsonl"
+LOCK_FILE = ".vistool.lock"
+
+
+@dataclass
+class AnnotateConfig:
+    """Everything `vistool annotate` takes (see the command's help for each option).
+
+    src: folder, glob or list file; out: output folder; task: one of CLI_TASKS (or a
+    task registry name); classes (detect), query (point, ground, ask, gui instruction),
+    length (caption), regions/words (ocr) are the task options; formats: any of coco,
+    yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco).
+    """
+
+    src: str
+    out: Path
+    task: str = "detect"
+    classes: str | Sequence[str] | None = None
+    query: str | None = None
+    length: str | None = None
+    regions: bool = False
+    words: bool = False
+    model: str = DEFAULT_MODEL
+    backend: str = "transformers"
+    base_url: str | None = None
+    device: str | None = None
+    budget: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int | None = None
+    thinking: bool = False
+    formats: Sequence[str] | None = None
+    rescore: bool = False
+    draw: bool = False
+    limit: int | None = None
+    max_pixels: int | None = None
+    workers: int = 4
+    progress: bool = True
+    replay_answers: Path | None = None
+
+
+@dataclass
+class AnnotateSummary:
+    """What a run did: the runner's report, boxes per class, files written, export errors."""
+
+    out: Path
+    task: str
+    report: RunReport
+    classes: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    export_errors: list[str] = field(default_factory=list)
+    cache_notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every image is annotated and every export written, else 1."""
+        return EXIT_FAILED if self.report.count("failed") or self.export_errors else EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as a JSON-able dict."""
+        return {
+            "out": str(self.out),
+            "task": self.task,
+            **self.report.to_dict(),
+            "total_seconds": round(self.seconds, 3),
+            "detections_per_class": self.classes,
+            "outputs": self.outputs,
+            "export_errors": self.export_errors,
+            "cache_notes": self.cache_notes,
+            "exit_code": self.exit_code,
+        }
+
+    def text(self) -> str:
+        """Return a few human-readable lines (done, cached, failed, boxes per class, time)."""
+        counts = self.report.to_dict()
+        lines = [
+            f"{counts['images']} images: {counts['done']} annotated, {counts['cached']} from cache, "
+            f"{counts['failed']} failed, in {self.seconds:.1f} s ({counts['model_calls']} model calls)"
+        ]
+        if counts["failed"]:
+            stages = ", ".join(f"{stage}: {n}" for stage, n in counts["failed_by_stage"].items())
+            lines.append(f"failures ({stages}) listed in {self.outputs.get('failures')}")
+        if self.classes:
+            lines.append("boxes per class: " + ", ".join(f"{name} {n}" for name, n in self.classes.items()))
+        lines.extend(f"note: {note}" for note in self.cache_notes)
+        lines.extend(f"export error: {error}" for error in self.export_errors)
+        lines.append("wrote " + ", ".join(self.outputs.values()))
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ options
+def resolve_task(config: AnnotateConfig) -> tuple[str, dict[str, Any]]:
+    """Turn the command's task and task options into (task registry name, options).
+
+    Raises VistoolError when the task is unknown, a needed option is missing, or an
+    option is given that the task does not use.
+    """
+    task = config.task.strip().lower()
+    given = {
+        "--classes": config.classes is not None,
+        "--query": config.query is not None,
+        "--length": config.length is not None,
+        "--regions": config.regions,
+        "--words": config.words,
+    }
+    name, options, uses = _task_options(task, config)
+    unused = [option for option, present in given.items() if present and option not in uses]
+    if unused:
+        raise VistoolError(f"{', '.join(unused)} does not apply to --task {config.task}")
+    return name, options
+
+
+def _task_options(task: str, config: AnnotateConfig) -> tuple[str, dict[str, Any], set[str]]:
+    """Return (registry name, options, the command options this task uses)."""
+    query = (config.query or "").strip()
+
+    def need_query(what: str) -> str:
+        if not query:
+            raise VistoolError(f"--task {task} needs --query ({what})")
+        return query
+
+    if task == "detect":
+        classes = config.classes
+        if isinstance(classes, str):
+            classes = [name.strip() for name in classes.split(",") if name.strip()]
+            if not classes:
+                raise VistoolError("empty class list: give --classes a,b,c (or leave it out for all objects)")
+        return "detect", {"classes": list(classes) if classes else None}, {"--classes"}
+    if task == "ground":
+        return "ground", {"expression": need_query("the referring expression")}, {"--query"}
+    if task == "point":
+        return "point", {"description": need_query("what to point at")}, {"--query"}
+    if task in ("ocr", "ocr_regions"):
+        if config.regions or task == "ocr_regions":
+            return "ocr_regions", {"granularity": "word" if config.words else "line"}, {"--regions", "--words"}
+        return "ocr", {}, {"--regions"}
+    if task == "caption":
+        return "caption", {"length": config.length or "normal"}, {"--length"}
+    if task in ("ask", "vqa"):
+        return "vqa", {"question": need_query("the question")}, {"--query"}
+    if task in ("gui", "gui_elements", "gui_ground"):
+        if query or task == "gui_ground":
+            return "gui_ground", {"instruction": need_query("the instruction")}, {"--query"}
+        return "gui_elements", {}, {"--query"}
+    raise VistoolError(f"unknown task {config.task!r}; use one of {', '.join(CLI_TASKS)}")
+
+
+def resolve_formats(formats: Sequence[str] | None, task: str) -> list[str]:
+    """Return the export formats asked for (comma-separated or repeated; default: coco for
+    box tasks, none for the others, whose results.jsonl is always written)."""
+    if not formats:
+        return ["coco"] if has_boxes(task) else []
+    chosen: list[str] = []
+    for value in formats:
+        for name in str(value).split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in EXPORT_FORMATS:
+                raise VistoolError(f"unknown format {name!r}; use {', '.join(EXPORT_FORMATS)}")
+            if name in ("coco", "yolo", "voc") and not has_boxes(task):
+                raise VistoolError(f"--format {name} needs boxes; task {task} gives none (its results go to {RESULTS_FILE})")
+            if name not in chosen:
+                chosen.append(name)
+    return [name for name in chosen if name != "jsonl"]
+
+
+# ------------------------------------------------------------------ running
+@contextlib.contextmanager
+def out_folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on OUT for the run (released by the OS if the process dies).
+
+    Raises VistoolError when another run holds it. On systems without `fcntl` no lock is taken.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock
+        yield
+        return
+    handle = open(out / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise VistoolError(f"{out} is in use by another vistool annotate run") from exc
+        yield
+    finally:
+        handle.close()
+
+
+def make_vistool(config: AnnotateConfig):
+    """Build the `Vistool` a config asks for.
+
+    --rescore: a stand-in that never runs a model (answers come from the cache only);
+    --backend replay: answers from --replay-answers (tests); otherwise the model is
+    loaded with `vistool.api.load` (transformers or an OpenAI-compatible server).
+    The budget is checked before anything is loaded. Returns the `Vistool`.
+    """
+    from vistool.api import Vistool, load
+    from vistool.profiles import profile_for_model
+
+    profile = profile_for_model(config.model)
+    if config.budget is not None:
+        profile.check_budget(config.budget)
+    if config.rescore:
+        backend: Any = _NoModel(config.model, profile.name)
+    elif config.backend == "replay":
+        from vistool.batch.replay_file import replay_backend_from_file
+
+        if config.replay_answers is None:
+            raise VistoolError("--backend replay needs --replay-answers FILE")
+        backend = replay_backend_from_file(config.replay_answers, config.model, profile.name)
+    else:
+        backend = load(config.model, backend=config.backend, base_url=config.base_url, device=config.device,
+                       batch_size=config.batch_size).backend
+    return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
+                   max_pixels=config.max_pixels)
+
+
+class _NoModel:
+    """The backend of a --rescore run: it has the model's name (for cache keys) and no model."""
+
+    def __init__(self, model_id: str, profile_name: str) -> None:
+        self.model_id = model_id
+        self.profile_name = profile_name
+
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        """Never called: a re-score only reads the cache."""
+        raise VistoolError("--rescore never runs the model")
+
+
+def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
+    """Run `vistool annotate`: collect the images, run the task with the answer cache,
+    write the exports. Returns the `AnnotateSummary` (its `exit_code` is 0 or 1).
+
+    Takes the config and, optionally, a ready `Vistool` (tests and the Python API; else
+    it is built from the config by `make_vistool`). Raises VistoolError for usage and
+    setup errors, before any image is processed.
+    """
+    start = time.perf_counter()
+    task, options = resolve_task(config)
+    formats = resolve_formats(config.formats, task)
+    if config.draw and not has_boxes(task) and task != "point":
+        raise VistoolError(f"--draw needs boxes or points; task {task} gives text only")
+    if config.batch_size < 1:
+        raise VistoolError(f"--batch-size must be >= 1 (got {config.batch_size})")
+    source = collect_images(config.src, limit=config.limit, exclude=config.out)  # never annotate our own drawings
+    names = [source.relative(path) for path in source.paths]
+    if {"yolo", "voc"} & set(formats):
+        clashes = stem_collisions(names)
+        if clashes:
+            raise VistoolError(
+                "YOLO and VOC write one label file per folder and file stem, but these images share one: "
+                + "; ".join(f"{a} and {b}" for a, b in clashes[:5]) + " (rename them, or use --format coco)"
+            )
+    out = Path(config.out)
+    with out_folder_lock(out):
+        remove_stale_temporaries(out)
+        if vt is None:
+            from vistool.profiles import profile_for_model
+            from vistool.tasks import TASKS
+
+            TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
+            vt = make_vistool(config)
+        cache = AnswerCache(out / CACHE_FILE)
+        notes = _cache_notes(cache)
+        try:
+            runner = BatchRunner(vt, cache, batch_size=config.batch_size, workers=config.workers,
+                                 cache_only=config.rescore, progress=config.progress, description=f"annotate {task}")
+            report = runner.run([WorkItem(path, task, options) for path in source.paths])
+        finally:
+            cache.close()
+        entries = make_entries(report.outcomes, source.relative)
+        summary = AnnotateSummary(out, task, report, cache_notes=notes)
+        write_exports(summary, entries, formats, draw=config.draw, max_pixels=config.max_pixels, workers=config.workers)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _cache_notes(cache: AnswerCache) -> list[str]:
+    """Say what opening the cache found wrong (a torn last line, unreadable lines)."""
+    notes = []
+    if cache.torn_tail:
+        notes.append(f"ignored an incomplete last line in {cache.path} ({cache.torn_tail} bytes, an interrupted write); it is removed")
+    if cache.bad_lines:
+        notes.append(f"skipped {cache.bad_lines} unreadable line(s) in {cache.path}")
+    return notes
+
+
+def write_exports(summary: AnnotateSummary, entries: list[Entry], formats: Sequence[str], *, draw: bool = False,
+                  max_pixels: int | None = None, workers: int = 4) -> None:
+    """Write results.jsonl, failures.jsonl, the asked formats and drawings into `summary.out`.
+
+    Fills `summary.outputs` (what -> path), `summary.classes` (boxes per class) and
+    `summary.export_errors` (an export that failed is reported, the others still written).
+    """
+    out = summary.out
+    write_results_jsonl(out / RESULTS_FILE, entries)
+    summary.outputs["results"] = str(out / RESULTS_FILE)
+    write_failures(out / FAILURES_FILE, entries)
+    summary.outputs["failures"] = str(out / FAILURES_FILE)
+    classes = dataset_classes([entry for entry in entries if entry.outcome.ok and has_boxes(entry.outcome.item.task)])
+    if has_boxes(summary.task):
+        summary.classes = class_counts(entries, classes)
+    writers = {
+        "coco": (out / "coco.json", lambda path: write_coco(path, entries, classes)),
+        "yolo": (out / "yolo", lambda path: write_yolo(path, entries, classes)),
+        "voc": (out / "voc", lambda path: write_voc(path, entries, classes)),
+    }
+    if draw:
+        writers["draw"] = (out / "draw", lambda path: draw_results(path, entries, max_pixels=max_pixels, workers=workers))
+    for name in [*formats, *(["draw"] if draw else [])]:
+        path, write = writers[name]
+        try:
+            write(path)
+            summary.outputs[name] = str(path)
+        except Exception as exc:  # one export failing must not lose the others
+            summary.export_errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+def run_cli(config: AnnotateConfig) -> int:
+    """Run annotate for the command line: progress and a human summary on stderr, the
+    summary as JSON on stdout. Returns the exit code (0, 1, 2 or 130; see the module doc)."""
+    try:
+        summary = annotate(config)
+    except VistoolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"interrupted: answers so far are saved in {Path(config.out) / CACHE_FILE}; "
+              "run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary.text(), file=sys.stderr)
+    print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+    sys.stdout.flush()
+    return summary.exit_code
+
+
+__all__ = [
+    "AnnotateConfig",
+    "AnnotateSummary",
+    "CLI_TASKS",
+    "annotate",
+    "make_vistool",
+    "resolve_formats",
+    "resolve_task",
+    "run_cli",
+    "write_exports",
+]

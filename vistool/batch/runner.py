@@ -1,0 +1,387 @@
+"""The batch engine: work items -> requests -> backend (in batches) -> answer cache -> results.
+
+A work item is one image path, one task name and that item's own task options (e.g. the
+class list of that image), so the same engine serves `vistool annotate` (one task for a
+folder) and the benchmark evaluators (a prompt per image).
+
+    runner = BatchRunner(vt, AnswerCache("out/answers.jsonl"), batch_size=8)
+    report = runner.run([WorkItem("a.jpg", "detect", {"classes": ["cat"]}), ...])
+    for outcome in report.outcomes:       # input order
+        outcome.status, outcome.result, outcome.reason
+
+How a run goes: a small thread pool reads each file ahead of the model, hashes its bytes
+and decodes it only when its answer is not cached (so the model never waits on image
+decoding, and a fully cached re-run decodes nothing). Answers are appended to the cache
+(fsync'd) after every batch, then interpreted from the cached record, so a fresh result
+and a cached one are built from the very same bytes. One item's failure (unreadable file,
+model error, unusable answer) is recorded in its `Outcome` and never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from vistool.api import Vistool
+from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
+from vistool.errors import ImageLoadError, VistoolError
+from vistool.io.images import LoadedImage, load_image
+from vistool.runtime.types import GenerationRequest, GenerationResponse
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+
+Status = Literal["done", "cached", "failed"]
+# Where an item failed: reading the image, its options, the model call, the answer, or
+# (with cache_only) a missing cached answer.
+Stage = Literal["read", "options", "model", "answer", "cache"]
+
+_SNIPPET = 60
+
+
+@dataclass
+class WorkItem:
+    """One unit of work: an image file, a task name and that item's task options.
+
+    `settings` optionally overrides the run's generation settings for this item (budget,
+    max_new_tokens, decoding, thinking, logprobs, system). `id` is the caller's name for
+    the item (e.g. a COCO image id); it defaults to the path.
+    """
+
+    image: str | Path
+    task: str = "detect"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The item's id, or its path."""
+        return self.id if self.id is not None else str(self.image)
+
+
+@dataclass
+class Outcome:
+    """What happened to one work item.
+
+    status: "done" (answered now), "cached" (answer from the cache) or "failed".
+    result: the task result (also set for a failed item whose answer was unusable, so
+    its raw answer can be inspected). reason/stage: why and where it failed.
+    key/image_sha256: the cache key and the file's content hash, when known.
+    """
+
+    item: WorkItem
+    status: Status
+    result: TaskResult | None = None
+    reason: str | None = None
+    stage: Stage | None = None
+    key: str | None = None
+    image_sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the item has a usable result."""
+        return self.status != "failed"
+
+
+@dataclass
+class RunReport:
+    """The outcome of every item (in input order), the model calls made and the wall time."""
+
+    outcomes: list[Outcome]
+    model_calls: int
+    seconds: float
+
+    def count(self, status: Status) -> int:
+        """Return how many items ended with `status`."""
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        """The failed items, in input order."""
+        return [outcome for outcome in self.outcomes if outcome.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the counts and timing as a JSON-able dict."""
+        done = self.count("done")
+        return {
+            "images": len(self.outcomes),
+            "done": done,
+            "cached": self.count("cached"),
+            "failed": self.count("failed"),
+            "failed_by_stage": dict(sorted(Counter(o.stage for o in self.failures if o.stage).items())),
+            "model_calls": self.model_calls,
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
+        }
+
+
+@dataclass
+class _Prepared:
+    """An item made ready on a worker thread: its request, key and (when needed) pixels."""
+
+    index: int
+    item: WorkItem
+    spec: TaskSpec | None = None
+    request: GenerationRequest | None = None
+    fields: dict[str, Any] | None = None
+    key: str | None = None
+    image: LoadedImage | None = None
+    failure: tuple[Stage, str] | None = None
+
+
+class BatchRunner:
+    """Run work items through a `Vistool`'s backend in batches, with an answer cache.
+
+    Takes the `Vistool` (its backend, model family, default settings and pixel limit are
+    used), an optional `AnswerCache` (None: nothing is cached), the number of requests
+    sent to the backend at once (`batch_size`; the cache is fsync'd after each batch),
+    the number of image-reading threads (`workers`; 0 reads on the calling thread),
+    `cache_only` (never call the model: an uncached item fails with stage "cache"; used
+    to re-score), and whether to show a tqdm progress bar on stderr (`progress`, with
+    its label `description`).
+    """
+
+    def __init__(
+        self,
+        vt: Vistool,
+        cache: AnswerCache | None = None,
+        *,
+        batch_size: int = 8,
+        workers: int = 4,
+        cache_only: bool = False,
+        progress: bool = True,
+        description: str = "vistool",
+    ) -> None:
+        if batch_size < 1:
+            raise VistoolError(f"batch size must be >= 1 (got {batch_size})")
+        if workers < 0:
+            raise VistoolError(f"workers must be >= 0 (got {workers})")
+        self.vt = vt
+        self.cache = cache
+        self.batch_size = batch_size
+        self.workers = workers
+        self.cache_only = cache_only
+        self.progress = progress
+        self.description = description
+        self.model_calls = 0
+
+    # ---------------------------------------------------------------- public
+    def run(self, items: Iterable[WorkItem]) -> RunReport:
+        """Run every item; return a `RunReport` with one `Outcome` per item, in input order."""
+        work = list(items)
+        start = time.perf_counter()
+        calls_before = self.model_calls
+        outcomes: list[Outcome | None] = [None] * len(work)
+        batch: list[_Prepared] = []
+        bar = tqdm(
+            total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
+            dynamic_ncols=True, smoothing=0.1,
+        )
+        tally: Counter[str] = Counter()
+
+        def settle(new: list[tuple[int, Outcome]]) -> None:
+            for index, outcome in new:
+                outcomes[index] = outcome
+                tally[outcome.status] += 1
+            bar.update(len(new))
+            bar.set_postfix(cached=tally["cached"], failed=tally["failed"], refresh=False)
+
+        try:
+            for prepared in self._prefetched(work):
+                ready = self._resolve(prepared)
+                if ready is not None:
+                    settle([(prepared.index, ready)])
+                    continue
+                batch.append(prepared)
+                if len(batch) >= self.batch_size:
+                    settle(self._run_batch(batch))
+                    batch = []
+            if batch:
+                settle(self._run_batch(batch))
+        finally:
+            bar.close()
+        final = [outcome for outcome in outcomes if outcome is not None]
+        return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start)
+
+    # ------------------------------------------------------------ preparing
+    def _prefetched(self, work: list[WorkItem]) -> Iterator[_Prepared]:
+        """Yield each item prepared (read, hashed, decoded when needed), in order.
+
+        With workers, up to a few batches are prepared ahead on the pool, so decoding
+        overlaps with generation while memory stays bounded.
+        """
+        if self.workers == 0:
+            for index, item in enumerate(work):
+                yield self._prepare(index, item)
+            return
+        window = max(2 * self.batch_size, 2 * self.workers)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vistool-read") as pool:
+            upcoming = iter(enumerate(work))
+            pending: deque[Future[_Prepared]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
+            try:
+                while pending:
+                    prepared = pending.popleft().result()
+                    following = next(upcoming, None)
+                    if following is not None:
+                        pending.append(pool.submit(self._prepare, *following))
+                    yield prepared
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _settings_for(self, item: WorkItem) -> RunSettings:
+        """Return the run's settings with the item's overrides applied."""
+        if not item.settings:
+            return self.vt.settings
+        try:
+            return replace(self.vt.settings, **dict(item.settings))
+        except TypeError as exc:
+            raise VistoolError(f"unknown setting in {dict(item.settings)}: {exc}") from exc
+
+    def _prepare(self, index: int, item: WorkItem) -> _Prepared:
+        """Build the item's request and cache key, read the file, decode it if not cached."""
+        prepared = _Prepared(index, item)
+        spec = TASKS.get(item.task)
+        if spec is None:
+            prepared.failure = ("options", f"unknown task {item.task!r}; use one of {', '.join(TASKS)}")
+            return prepared
+        prepared.spec = spec
+        try:
+            prepared.request = build_request(spec, self.vt.profile, item.options, self._settings_for(item))
+        except VistoolError as exc:
+            prepared.failure = ("options", str(exc))
+            return prepared
+        path = Path(item.image)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            prepared.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
+            return prepared
+        prepared.fields = key_fields(file_sha256(data), spec.name, prepared.request, self.vt.backend.model_id)
+        prepared.key = cache_key(prepared.fields)
+        if self.cache is not None and prepared.key in self.cache:
+            return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
+        try:
+            loaded = load_image(data, max_pixels=self.vt.max_pixels)
+        except ImageLoadError as exc:
+            message = str(exc).replace(f"<bytes {len(data)}>", str(path), 1)
+            prepared.failure = ("read", message)
+            return prepared
+        prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
+        return prepared
+
+    def _resolve(self, prepared: _Prepared) -> Outcome | None:
+        """Settle an item without the model when possible (a failure or a cached answer).
+
+        Returns its outcome, or None when it must go to the model (its image is loaded).
+        """
+        if prepared.failure is not None:
+            return self._failed(prepared, *prepared.failure)
+        assert prepared.key is not None
+        record = self.cache.get(prepared.key) if self.cache is not None else None
+        if record is not None:
+            return self._from_record(prepared, record, "cached")
+        if self.cache_only:
+            return self._failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
+        assert prepared.image is not None  # only cached items skip decoding, and the cache only grows
+        return None
+
+    # -------------------------------------------------------------- running
+    def _run_batch(self, batch: list[_Prepared]) -> list[tuple[int, Outcome]]:
+        """Ask the model for one batch (once per distinct key), cache the answers, interpret them.
+
+        Returns (item position, outcome) pairs.
+        """
+        groups: dict[str, list[_Prepared]] = {}
+        for prepared in batch:
+            assert prepared.key is not None
+            groups.setdefault(prepared.key, []).append(prepared)
+        leaders = [members[0] for members in groups.values()]
+        requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders]  # type: ignore[union-attr]
+        self.model_calls += len(requests)
+        try:
+            responses = self.vt.backend.generate(requests)
+            if len(responses) != len(requests):
+                raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
+        except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
+            responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
+        records: dict[str, dict[str, Any]] = {}
+        for leader, response in zip(leaders, responses):
+            if response.ok:
+                assert leader.fields is not None and leader.image is not None
+                record = make_record(leader.fields, response.to_dict(), leader.image.size, str(leader.item.image))
+                records[leader.key] = json.loads(json.dumps(record))  # exactly what a later run reads back
+        if self.cache is not None and records:
+            self.cache.append(records.values())
+        outcomes: list[tuple[int, Outcome]] = []
+        for leader, response in zip(leaders, responses):
+            for prepared in groups[leader.key]:  # type: ignore[index]
+                if response.ok:
+                    outcome = self._from_record(prepared, records[prepared.key], "done")  # type: ignore[index]
+                else:
+                    outcome = self._failed(prepared, "model", f"model error: {response.error}")
+                outcomes.append((prepared.index, outcome))
+        return outcomes
+
+    def _from_record(self, prepared: _Prepared, record: dict[str, Any], status: Status) -> Outcome:
+        """Interpret a cached (or just cached) answer into the item's outcome."""
+        assert prepared.spec is not None and prepared.request is not None
+        item = prepared.item
+        outcome = Outcome(item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
+        try:
+            response = GenerationResponse.from_dict(record["response"])
+            width, height = record["image_size"]
+            outcome.result = interpret(
+                prepared.spec, self.vt.profile, item.options, prepared.request, response, (int(width), int(height)), str(item.image)
+            )
+        except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
+            return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
+        problem = answer_problem(outcome.result)
+        if problem is not None:
+            return replace(outcome, status="failed", stage="answer", reason=problem)
+        return outcome
+
+    @staticmethod
+    def _failed(prepared: _Prepared, stage: Stage, reason: str) -> Outcome:
+        """Return the failed outcome of an item."""
+        return Outcome(prepared.item, "failed", reason=reason, stage=stage, key=prepared.key,
+                       image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
+
+
+def answer_problem(result: TaskResult) -> str | None:
+    """Say why a model answer is unusable, or None when it is usable.
+
+    Takes an interpreted result. An answer is unusable when it is empty, when a
+    structured task's answer holds no JSON at all, or when every item in it was dropped
+    (the reasons are counted). An empty list ("[]": nothing found) is a usable answer.
+    Returns a one-line reason with the start of the answer.
+    """
+    text = result.text or ""
+    start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
+    if not text.strip():
+        return "empty answer"
+    if result.parsed is None:
+        return None
+    diagnostics = result.parsed.diagnostics
+    if diagnostics.kept > 0:
+        return None
+    if diagnostics.found > 0:
+        reasons = Counter(diagnostics.reasons())
+        listed = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+        return f"unparseable answer: no usable item ({listed}): {start}"
+    if not re.search(r"[\[{]", text):
+        return f"unparseable answer: no JSON in the answer: {start}"
+    return None
+
+
+__all__ = ["BatchRunner", "Outcome", "RunReport", "WorkItem", "answer_problem"]
