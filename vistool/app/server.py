@@ -1,0 +1,74 @@
+"""Start the demo: load a model, build the app, serve it (on 127.0.0.1 unless told otherwise).
+
+    python demos/app.py --model google/gemma-4-E2B-it
+    vistool demo --backend openai --base-url http://127.0.0.1:8000/v1 --model google/gemma-4-E2B-it
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+
+DEFAULT_MODEL = "google/gemma-4-E2B-it"
+MAX_UPLOAD = "200mb"
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    model: str = DEFAULT_MODEL,
+    *,
+    backend: str = "transformers",
+    base_url: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    device: str | None = None,
+    tiny: bool = False,
+    max_queue: int = 32,
+) -> None:
+    """Load the model and serve the demo until interrupted.
+
+    Takes the model (Hub id or folder; the served name with backend="openai"), the backend
+    ("transformers" or "openai") and its server URL, the address and port to bind
+    (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
+    public share link (off unless asked), the device for local runs, `tiny` (build a tiny
+    random-weight model instead: its answers are noise, for trying the UI offline) and the
+    queue length. Returns when the server stops.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from vistool.api import load
+    from vistool.app.ui import build_app
+
+    started = time.perf_counter()
+    if tiny:
+        from vistool.runtime.tiny import make_tiny_model
+
+        model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+        backend, device = "transformers", device or "cpu"
+    vt = load(model, backend=backend, base_url=base_url, device=device)
+    logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
+    demo = build_app(vt, max_queue=max_queue)
+    demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line (`--model`, `--backend`, `--base-url`, `--host`, `--port`,
+    `--share`, `--device`, `--tiny`, `--max-queue`) and serve the demo."""
+    parser = argparse.ArgumentParser(description="vistool demo app (Gradio)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face id or local folder (served name for openai)")
+    parser.add_argument("--backend", default="transformers", choices=["transformers", "openai"])
+    parser.add_argument("--base-url", default=None, help="server URL for --backend openai")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: best available)")
+    parser.add_argument("--tiny", action="store_true", help="use a tiny random model (noise answers) to try the UI offline")
+    parser.add_argument("--max-queue", type=int, default=32, help="requests that may wait for the model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
+          device=args.device, tiny=args.tiny, max_queue=args.max_queue)
