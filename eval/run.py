@@ -273,17 +273,13 @@ def _score_existing(benchmark: str, argv: list[str]) -> int:
 def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
     """Load the model named by the arguments (a stand-in that never generates with --rescore)."""
     if args.rescore:
-        from vistool.batch.annotate import _NoModel
+        from vistool.batch.annotate import CacheOnlyBackend
         from vistool.profiles import profile_for_model
 
-        backend = _NoModel(args.model, profile_for_model(args.model).name)
+        backend = CacheOnlyBackend(args.model, profile_for_model(args.model).name)
         return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
-    vt = load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device)
-    if args.max_new_tokens is not None:
-        from dataclasses import replace
-
-        vt.settings = replace(vt.settings, max_new_tokens=args.max_new_tokens)
-    return vt
+    return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
+                max_new_tokens=args.max_new_tokens)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ def load(
     batch_size: int = 8,
     profile: str | None = None,
     thinking: bool = False,
+    max_new_tokens: int | None = None,
+    max_pixels: int | None = None,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -49,6 +51,7 @@ def load(
     name and the server's `base_url`), an optional default image-token budget (None: each
     task's own default), device/dtype for local runs, the micro-batch size, the model
     family profile name (guessed from the model id when None), whether to think first,
+    a default token limit (None: each task's own), the pixel limit for input images,
     and further backend options. Raises ModelLoadError when the model cannot be loaded.
     """
     from vistool.runtime import make_backend
@@ -64,7 +67,7 @@ def load(
         profile=family,
         **backend_options,
     )
-    return Vistool(runner, budget=budget, thinking=thinking)
+    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
 
 
 class Vistool:

@@ -261,7 +261,7 @@ def make_vistool(config: AnnotateConfig):
     if config.budget is not None:
         profile.check_budget(config.budget)
     if config.rescore:
-        backend: Any = _NoModel(config.model, profile.name)
+        backend: Any = CacheOnlyBackend(config.model, profile.name)
     elif config.backend == "replay":
         from vistool.batch.replay_file import replay_backend_from_file
 
@@ -275,7 +275,7 @@ def make_vistool(config: AnnotateConfig):
                    max_pixels=config.max_pixels)
 
 
-class _NoModel:
+class CacheOnlyBackend:
     """The backend of a --rescore run: it has the model's name (for cache keys) and no model."""
 
     def __init__(self, model_id: str, profile_name: str) -> None:
