@@ -152,3 +152,15 @@ def test_item_without_the_key_in_strict_json_is_still_returned_for_the_reader_to
     found = extract(text)
     assert found.items == [A, {"label": "no box"}]
     assert_spans_match(text, found)
+
+
+def test_fence_marks_inside_labels_or_after_prose_do_not_cut_the_answer() -> None:
+    items = [{"box_2d": [1, 2, 3, 4], "label": "```"}, {"box_2d": [5, 6, 7, 8], "label": "a ```json b"}]
+    text = "```json\n" + json.dumps(items) + "\n```"
+    found = extract(text)
+    assert found.items == items
+    assert_spans_match(text, found)
+    inline = "Sure: ```json\n" + json.dumps(items) + "\n```"
+    assert extract(inline).items == items
+    after_thought = "<|channel>thought\nok<channel|>```json\n" + json.dumps(items) + "```"
+    assert extract(after_thought).items == items

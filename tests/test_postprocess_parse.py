@@ -347,3 +347,12 @@ def test_oracle_writes_empty_answers_that_parse_to_nothing() -> None:
         answer = format_answer(family, "boxes", np.empty((0, 4)), [], (640, 480), resized)
         parsed = parse(answer, (640, 480), family, resized_size=resized)
         assert len(parsed) == 0 and parsed.diagnostics.dropped == []
+
+
+def test_deeply_nested_junk_is_reported_not_a_crash() -> None:
+    from vistool.postprocess.diagnostics import INTERNAL_ERROR
+
+    for junk in ["[" * 100_000, "[1," * 30_000, '[{"box_2d": [1, 2, 3, 4], "label": "a"' * 2_000, "{" * 50_000]:
+        parsed = parse(junk, (100, 100))
+        assert len(parsed) == 0
+        assert INTERNAL_ERROR not in parsed.diagnostics.reasons()

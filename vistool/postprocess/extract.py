@@ -42,6 +42,7 @@ _FENCE = "```"
 _FENCE_TAG = re.compile(r"[A-Za-z0-9_+\-]*[ \t]*\r?\n?")
 _CHANNEL_NAME = re.compile(r"^\s*thought\s*\n?")
 # Strings in either quote, brackets, and a lone double quote (an unterminated string).
+_MAX_DEPTH = 64  # real answers nest 2-4 deep; this bounds the recursion on junk
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\[\]{}"]', re.S)
 
 
@@ -64,7 +65,8 @@ def answer_regions(text: str, thought_markers: Sequence[tuple[str, str]], diagno
 
     Takes the text and (open, close) marker pairs. A channel left open by the token limit
     runs to the end of the text; a close marker with no open marker ends a channel that
-    started at the text's beginning. The thought itself goes to `diagnostics.thought`.
+    started at the text's beginning. Markers are special tokens, so they delimit channels
+    wherever they appear. The thought itself goes to `diagnostics.thought`.
     """
     excluded: list[Span] = []
     thoughts: list[str] = []
@@ -106,24 +108,41 @@ def answer_regions(text: str, thought_markers: Sequence[tuple[str, str]], diagno
     return regions
 
 
+def _fence_mark(text: str, pos: int, start: int, end: int) -> tuple[int, int] | None:
+    """Find the next ``` that opens its line (after spaces) in text[pos:end]; return its (start, end).
+
+    The region's `start` counts as a line start (a fence may follow a thinking channel).
+    """
+    while True:
+        found = text.find(_FENCE, pos, end)
+        if found < 0:
+            return None
+        line_start = max(text.rfind("\n", start, found) + 1, start)
+        if not text[line_start:found].strip(" \t"):
+            return found, found + 3
+        pos = found + 3
+
+
 def fenced_regions(text: str, start: int, end: int) -> list[Span] | None:
     """Return the contents of the ``` fences in text[start:end], or None when there are none.
 
-    The language tag (```json) is skipped; a fence left open runs to `end`.
+    A fence mark counts only at the start of a line (after spaces), so "```" inside a JSON
+    string never ends a fence. The language tag (```json) is skipped; a fence left open
+    runs to `end`.
     """
-    i = text.find(_FENCE, start, end)
-    if i < 0:
+    opening = _fence_mark(text, start, start, end)
+    if opening is None:
         return None
     regions: list[Span] = []
-    while i >= 0:
-        content = _FENCE_TAG.match(text, i + 3, end)
-        content_start = content.end() if content else i + 3
-        close = text.find(_FENCE, content_start, end)
-        if close < 0:
+    while opening is not None:
+        tag = _FENCE_TAG.match(text, opening[1], end)
+        content_start = tag.end() if tag else opening[1]
+        closing = _fence_mark(text, content_start, start, end)
+        if closing is None:
             regions.append((content_start, end))
             break
-        regions.append((content_start, close))
-        i = text.find(_FENCE, close + 3, end)
+        regions.append((content_start, closing[0]))
+        opening = _fence_mark(text, closing[1], start, end)
     return regions
 
 
@@ -287,7 +306,8 @@ def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
 
     Returns the root node and the position where scanning stopped (after the root's
     closing bracket, or `end`). A mismatched closer closes the brackets opened after its
-    partner (they are marked `broken`); a closer with no partner is ignored.
+    partner (they are marked `broken`); a closer with no partner is ignored. Nesting
+    deeper than _MAX_DEPTH ends the scan, leaving the open brackets unclosed.
     """
     root = _Node(text[begin], begin)
     stack = [root]
@@ -299,6 +319,8 @@ def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
                 return root, end
             continue
         if char == "[" or char == "{":
+            if len(stack) >= _MAX_DEPTH:  # no answer nests this deep: stop here, as if cut off
+                return root, end
             node = _Node(char, pos)
             stack[-1].children.append(node)
             stack.append(node)
@@ -333,13 +355,16 @@ def _loads(piece: str, diagnostics: Diagnostics) -> Any:
     return value
 
 
+def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
+    """True for a list of objects, or for an object that wraps one."""
+    if node.open == "[":
+        return any(child.open == "{" for child in node.children)
+    return bool(node.children) and _is_wrapper(node, text, keys, diagnostics)
+
+
 def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
     """True when an object node holds a list of objects (or such a wrapper) and is not itself an item."""
-    holds_items = any(
-        (child.open == "[" and any(grand.open == "{" for grand in child.children))
-        or (child.open == "{" and child.children and _is_wrapper(child, text, keys, diagnostics))
-        for child in node.children
-    )
+    holds_items = any(_holds_items(child, text, keys, diagnostics) for child in node.children)
     if not holds_items:
         return False
     if node.end is None or not keys:
@@ -358,7 +383,7 @@ def _collect(node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], d
     elif _is_wrapper(node, text, keys, diagnostics):
         diagnostics.repair("unwrapped an object holding the item list")
         for child in node.children:
-            if child.open == "[" or _is_wrapper(child, text, keys, diagnostics):
+            if _holds_items(child, text, keys, diagnostics):
                 _collect(child, text, keys, leaves, diagnostics)
     else:
         leaves.append(node)

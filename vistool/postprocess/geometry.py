@@ -119,17 +119,13 @@ def fix_boxes(xyxy: np.ndarray, image_size: Size) -> Fixed:
     """
     width, height = image_size
     first, second = xyxy[:, :2], xyxy[:, 2:]
-    if (
-        len(xyxy)
-        and xyxy.min() >= 0
-        and xyxy.max() <= max(width, height)
-        and (second - first).min() > 0
-        and second[:, 0].max() <= width
-        and second[:, 1].max() <= height
-    ):
-        # The common case, in a few array operations: finite (NaN and inf fail the first two
-        # tests), ordered, non-empty, inside.
-        return Fixed(xyxy, np.ones(len(xyxy), dtype=bool), [], 0, 0)
+    if len(xyxy):
+        # The common case, in four array operations: finite (NaN and inf fail these
+        # comparisons), inside, ordered and non-empty.
+        low, high = xyxy.min(axis=0).tolist(), xyxy.max(axis=0).tolist()
+        if min(low) >= 0 and max(high) <= max(width, height) and high[2] <= width and high[3] <= height:
+            if (second - first).min() > 0:
+                return Fixed(xyxy, np.ones(len(xyxy), dtype=bool), [], 0, 0)
     finite = np.isfinite(xyxy).all(axis=1)
     all_finite = bool(finite.all())
     safe = xyxy if all_finite else np.where(np.isfinite(xyxy), xyxy, 0.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import chain
 from typing import Any
 
@@ -48,6 +49,7 @@ def _match_word(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=4096)
 def _norm(label: str) -> str:
     """Label key for matching requested classes: case-folded, single spaces, and the last
     word's plural folded onto its singular."""
