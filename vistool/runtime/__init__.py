@@ -1,0 +1,97 @@
+"""Backends: a batch of generation requests in, one response per request out.
+
+`make_backend(model, backend=...)` builds the local transformers backend or the
+OpenAI-compatible HTTP backend (vLLM, SGLang, llama.cpp, Ollama, transformers serve)
+from one set of options, so callers (the CLI, `vistool.load`) need not know either class.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from vistool.errors import VistoolError
+from vistool.profiles.base import ModelProfile
+from vistool.runtime.backend import Backend
+from vistool.runtime.types import Decoding, GenerationRequest, GenerationResponse, TokenLogprob
+
+# Accepted backend names and what they mean.
+BACKENDS: dict[str, str] = {
+    "transformers": "transformers",
+    "local": "transformers",
+    "openai": "openai",
+    "http": "openai",
+    "openai-compatible": "openai",
+}
+
+
+def make_backend(
+    model: str,
+    backend: str = "transformers",
+    *,
+    base_url: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    batch_size: int = 8,
+    max_concurrency: int = 8,
+    engine: str = "auto",
+    profile: ModelProfile | str | None = None,
+    **kwargs: Any,
+) -> Backend:
+    """Build a backend by name.
+
+    Takes the model (a Hub id or folder for "transformers"; the served model name for
+    "openai"), the backend name ("transformers"/"local" or "openai"/"http"), the server
+    address for "openai" (default http://127.0.0.1:8000/v1), device/dtype/batch_size
+    for local runs, max_concurrency and engine ("auto", "vllm", "sglang", "transformers",
+    "llamacpp", "ollama", "generic") for HTTP, the model family profile (a
+    `ModelProfile` or its name; guessed from `model` when None) and further options of
+    the chosen class (`TransformersBackend`: trust_remote_code, revision;
+    `OpenAIBackend`: api_key, max_attempts, timeout, image_format, max_image_side, ...).
+    Returns the backend. Raises VistoolError for an unknown backend name.
+    """
+    kind = BACKENDS.get(str(backend).strip().lower())
+    if kind is None:
+        raise VistoolError(
+            f"unknown backend {backend!r}; use 'transformers' (run the model locally) or 'openai' "
+            "(an OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, transformers serve)"
+        )
+    if profile is not None:
+        from vistool.profiles import get_profile
+
+        profile = get_profile(profile)
+    if kind == "transformers":
+        from vistool.runtime.transformers_backend import TransformersBackend
+
+        if base_url is not None:
+            warnings.warn("base_url is ignored by the local transformers backend", UserWarning, stacklevel=2)
+        return TransformersBackend(model, device=device, dtype=dtype, profile=profile, batch_size=batch_size, **kwargs)
+
+    from vistool.runtime.openai_backend import DEFAULT_BASE_URL, OpenAIBackend
+
+    ignored = [name for name, value in (("device", device), ("dtype", dtype)) if value is not None]
+    if ignored:
+        warnings.warn(
+            f"{' and '.join(ignored)} ignored by the openai backend: the server decides where the model runs",
+            UserWarning,
+            stacklevel=2,
+        )
+    return OpenAIBackend(
+        model,
+        base_url or DEFAULT_BASE_URL,
+        engine=engine,
+        profile=profile,
+        max_concurrency=max_concurrency,
+        **kwargs,
+    )
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Decoding",
+    "GenerationRequest",
+    "GenerationResponse",
+    "TokenLogprob",
+    "make_backend",
+]
