@@ -21,6 +21,9 @@ PROFILE = ModelProfile(
     label_keys=("label",),
     text_keys=("text", "label"),
     thought_markers=(("<|channel>", "<channel|>"),),
-    strip_tokens=("<turn|>", "<|turn>", "<eos>", "<bos>"),
+    strip_tokens=(
+        "<turn|>", "<|turn>", "<eos>", "<bos>", "<pad>", "<unk>", "<|think|>",
+        "<|image>", "<image|>", "<|image|>", "<|video|>", "<|audio>", "<audio|>", "<|audio|>",
+    ),
     model_patterns=("gemma-4", "gemma4"),
 )
