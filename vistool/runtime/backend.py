@@ -24,3 +24,30 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Generate one response per request."""
         ...
+
+
+def validate_requests(requests: Sequence[GenerationRequest], profile) -> list[GenerationRequest]:
+    """Check a batch and resolve default budgets, as every backend must.
+
+    Takes the requests and the model family profile. Returns the requests with their
+    budget resolved (the family's default for None). Raises RequestError for an empty
+    batch, a non-request, max_new_tokens < 1, or images and a video together, and
+    BudgetError for a budget the family does not support.
+    """
+    from dataclasses import replace
+
+    from vistool.errors import RequestError
+
+    if not requests:
+        raise RequestError("empty batch: give at least one generation request")
+    resolved = []
+    for index, request in enumerate(requests):
+        if not isinstance(request, GenerationRequest):
+            raise RequestError(f"request {index} is a {type(request).__name__}, not a GenerationRequest")
+        if request.max_new_tokens < 1:
+            raise RequestError(f"request {index}: max_new_tokens must be >= 1 (got {request.max_new_tokens})")
+        if request.images and request.video is not None:
+            raise RequestError(f"request {index}: give images or a video, not both")
+        budget = profile.check_budget(request.budget)
+        resolved.append(request if budget == request.budget else replace(request, budget=budget))
+    return resolved

@@ -66,15 +66,16 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from PIL import Image
 
-from vistool.errors import RequestError, VistoolError
+from vistool.errors import VistoolError
 from vistool.profiles.base import ModelProfile
+from vistool.runtime.backend import validate_requests
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, split_thought
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -467,19 +468,7 @@ class OpenAIBackend:
     # -------------------------------------------------------------- validation
     def _validate(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
         """Check the batch and resolve default budgets; raise RequestError/BudgetError."""
-        if not requests:
-            raise RequestError("empty batch: give at least one generation request")
-        resolved = []
-        for index, request in enumerate(requests):
-            if not isinstance(request, GenerationRequest):
-                raise RequestError(f"request {index} is a {type(request).__name__}, not a GenerationRequest")
-            if request.max_new_tokens < 1:
-                raise RequestError(f"request {index}: max_new_tokens must be >= 1 (got {request.max_new_tokens})")
-            if request.images and request.video is not None:
-                raise RequestError(f"request {index}: give images or a video, not both")
-            budget = self.profile.check_budget(request.budget)
-            resolved.append(request if budget == request.budget else replace(request, budget=budget))
-        return resolved
+        return validate_requests(requests, self.profile)
 
     # -------------------------------------------------------------- generation
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:

@@ -280,6 +280,14 @@ def interpret(
     return result
 
 
+def required_text(options: Options, key: str, what: str) -> str:
+    """Return the option `key` stripped; raise VistoolError("empty <what>: ...") when it is empty."""
+    value = str(options.get(key) or "").strip()
+    if not value:
+        raise VistoolError(f"empty {what}")
+    return value
+
+
 def split_list(value: str | Sequence[str] | None, what: str) -> list[str]:
     """Turn "a, b" or ["a", "b"] into a clean list of names; raise VistoolError when empty."""
     if value is None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from vistool.errors import VistoolError
-from vistool.tasks.base import Options, TaskSpec
+from vistool.tasks.base import Options, TaskSpec, required_text
 
 
 def _expression(options: Options) -> str:
-    """The referring expression, stripped; raise VistoolError when empty."""
-    expression = str(options.get("expression") or "").strip()
-    if not expression:
-        raise VistoolError("empty referring expression: say what to find")
-    return expression
+    """The referring expression; raise VistoolError when empty."""
+    return required_text(options, "expression", "referring expression: say what to find")
 
 
 GROUND = TaskSpec(

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vistool.errors import VistoolError
-from vistool.tasks.base import Options, TaskResult, TaskSpec, item_fields
+from vistool.tasks.base import Options, TaskResult, TaskSpec, item_fields, required_text
 
 ELEMENT_TYPES = ["button", "link", "input", "checkbox", "radio", "dropdown", "icon", "text", "image", "tab", "menu"]
 _TRUE = {"true", "yes", "1"}
@@ -39,11 +38,8 @@ def _elements(result: TaskResult, options: Options) -> None:
 
 
 def _instruction(options: Options) -> str:
-    """The instruction, stripped; raise VistoolError when empty."""
-    instruction = str(options.get("instruction") or "").strip()
-    if not instruction:
-        raise VistoolError("empty instruction: say which element to act on")
-    return instruction
+    """The instruction; raise VistoolError when empty."""
+    return required_text(options, "instruction", "instruction: say which element to act on")
 
 
 def _click(result: TaskResult, options: Options) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from vistool.errors import VistoolError
-from vistool.tasks.base import Options, TaskResult, TaskSpec
+from vistool.tasks.base import Options, TaskResult, TaskSpec, required_text
 
 
 def _description(options: Options) -> str:
-    """What to point at, stripped; raise VistoolError when empty."""
-    description = str(options.get("description") or "").strip()
-    if not description:
-        raise VistoolError("empty description: say what to point at")
-    return description
+    """What to point at; raise VistoolError when empty."""
+    return required_text(options, "description", "description: say what to point at")
 
 
 def _count(result: TaskResult, options: Options) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 
-from vistool.errors import VistoolError
-from vistool.tasks.base import Options, TaskResult, TaskSpec
+from vistool.tasks.base import Options, TaskResult, TaskSpec, required_text
 
 _CLOCK = re.compile(r"^\s*(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\s*$")
 
@@ -31,14 +30,6 @@ def to_seconds(value: object) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def _text_option(options: Options, key: str, what: str) -> str:
-    """Return a non-empty stripped option; raise VistoolError when empty."""
-    value = str(options.get(key) or "").strip()
-    if not value:
-        raise VistoolError(f"empty {what}")
-    return value
 
 
 def _segment(result: TaskResult, options: Options) -> None:
@@ -63,7 +54,7 @@ VIDEO_QA = TaskSpec(
     kind=None,
     default_budget=70,
     max_new_tokens=512,
-    fields=lambda options: {"question": _text_option(options, "question", "question about the video")},
+    fields=lambda options: {"question": required_text(options, "question", "question about the video")},
 )
 
 VIDEO_LOCATE = TaskSpec(
@@ -75,7 +66,7 @@ VIDEO_LOCATE = TaskSpec(
     kind=None,
     default_budget=70,
     max_new_tokens=64,
-    fields=lambda options: {"event": _text_option(options, "event", "event description")},
+    fields=lambda options: {"event": required_text(options, "event", "event description")},
     finish=_segment,
 )
 

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from vistool.errors import VistoolError
-from vistool.tasks.base import Options, TaskSpec
-
-
-def _question(options: Options) -> str:
-    """The question, stripped; raise VistoolError when empty."""
-    question = str(options.get("question") or "").strip()
-    if not question:
-        raise VistoolError("empty question: ask something about the image")
-    return question
+from vistool.tasks.base import TaskSpec, required_text
 
 
 VQA = TaskSpec(
@@ -20,5 +11,5 @@ VQA = TaskSpec(
     kind=None,
     default_budget=280,
     max_new_tokens=512,
-    fields=lambda options: {"question": _question(options)},
+    fields=lambda options: {"question": required_text(options, "question", "question: ask something about the image")},
 )
