@@ -20,7 +20,9 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import accumulate, repeat
+from itertools import count as count_from
+from operator import add
 from typing import Any
 
 import json_repair
@@ -240,15 +242,14 @@ def _fast_value(text: str, begin: int, end: int, keys: Sequence[str]) -> tuple[l
 
 
 def _brace_spans(text: str, begin: int, stop: int, count: int) -> list[Span]:
-    """Return the spans of `count` flat objects when every brace in text[begin:stop] is theirs."""
-    spans: list[Span] = []
-    find = text.find
-    pos = begin
-    for _ in range(count):
-        open_at = find("{", pos, stop)
-        pos = find("}", open_at, stop) + 1
-        spans.append((open_at, pos))
-    return spans
+    """Return the spans of `count` flat objects when every brace in text[begin:stop] is theirs.
+
+    Brace positions come from str.split and running sums, all at C speed.
+    """
+    segment = text[begin:stop]
+    opens = map(add, accumulate(map(len, segment.split("{")[:count])), count_from(begin))
+    closes = map(add, accumulate(map(len, segment.split("}")[:count])), count_from(begin + 1))
+    return list(zip(opens, closes))
 
 
 def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:

@@ -13,6 +13,7 @@ so `image_size` is always its (width, height).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -60,8 +61,16 @@ def to_pixels(coords: np.ndarray, system: CoordSystem, image_size: Size, resized
     pairs = coords.shape[1] // 2
     if system.order == "yx":
         coords = coords[:, _SWAP_PAIRS[pairs]]
-    factor = np.array([width / sx, height / sy] * pairs)
+    factor = _factor(width / sx, height / sy, pairs)
     return (coords + system.offset) * factor if system.offset else coords * factor
+
+
+@lru_cache(maxsize=256)
+def _factor(x_scale: float, y_scale: float, pairs: int) -> np.ndarray:
+    """Return the row [x_scale, y_scale] * pairs (cached: sizes repeat; treat as read-only)."""
+    factor = np.array([x_scale, y_scale] * pairs)
+    factor.flags.writeable = False
+    return factor
 
 
 def from_pixels(pixels: np.ndarray, system: CoordSystem, image_size: Size, resized_size: Size | None = None) -> np.ndarray:

@@ -190,8 +190,10 @@ def make_detections(
     """
     class_id, names, unknown = assign_class_ids(labels, classes)
     count = len(names)
+    if not (isinstance(xyxy, np.ndarray) and xyxy.dtype == np.float64 and xyxy.shape == (count, 4)):
+        xyxy = np.asarray(xyxy, dtype=np.float64).reshape(count, 4)
     detections = sv.Detections(
-        xyxy=np.asarray(xyxy, dtype=np.float64).reshape(count, 4),
+        xyxy=xyxy,
         class_id=class_id,
         confidence=_check_confidence(confidence, count),
         data={CLASS_NAME_DATA_FIELD: np.array(names, dtype=str), SPAN_FIELD: spans_array(spans or [None] * count)},
