@@ -78,7 +78,12 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=280)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: on a small shared machine 2+ OpenMP threads give erratic timings)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model_dir = args.model

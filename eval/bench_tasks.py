@@ -13,6 +13,8 @@ import argparse
 import tempfile
 import time
 
+import torch
+
 from vistool.api import Vistool
 from vistool.runtime.transformers_backend import TransformersBackend
 from vistool.tasks import TASKS
@@ -39,7 +41,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: on a small shared machine 2+ OpenMP threads give erratic timings)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     model_dir = args.model
     if model_dir is None:
         from vistool.runtime.tiny import make_tiny_model
