@@ -4,10 +4,22 @@ Loads a Hub id or a local folder through `AutoProcessor` + `AutoModelForImageTex
 renders each request with the model's chat template, runs batches with left padding and
 returns one `GenerationResponse` per request, with token counts, timings, the thinking
 channel split off and, on request, per-token log-probabilities.
+
+Speed (issue 9; figures in eval/bench_speed.py's docstring): requests are grouped by
+compatible settings, sorted by prompt length within a group (less padding), cut into
+micro-batches whose default size depends on budget and device, and the next micro-batch
+is preprocessed in a worker thread while the current one generates. `compile=True`
+adds a static KV cache and `torch.compile` (CUDA graphs on a GPU) for the decode step.
+A request with `stop_when_json_closes` stops as soon as its JSON answer closes. An
+out-of-memory error halves the micro-batch and retries. None of these changes the
+tokens a greedy run produces (tests/test_runtime_speed.py).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import queue
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +28,11 @@ from typing import Any
 
 from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
+from vistool.runtime import speed
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 
@@ -111,8 +126,16 @@ class TransformersBackend:
     """Run a vision-language model locally with transformers.
 
     Takes a Hub id or local folder (`model_id`), optional device/dtype (auto by default),
-    the model family profile (guessed from the id when None), the micro-batch size, and
-    the opt-ins `trust_remote_code` and `revision`. Only safetensors weights are loaded.
+    the model family profile (guessed from the id when None), the micro-batch size
+    (None: a default per budget and device, see `speed.default_batch_size`), and the
+    opt-ins `trust_remote_code` and `revision`. Only safetensors weights are loaded.
+    Speed switches: `prefetch` (how many upcoming micro-batches are preprocessed in
+    worker threads, each with its own copy of the processor, while the current one
+    generates; 0 = off; None = 1 on a GPU, 0 on CPU, where the model itself keeps the
+    cores busy), `bucket` (sort requests by prompt length within a group of
+    compatible requests, so a micro-batch carries little padding) and `compile` (static
+    KV cache + `torch.compile` of the decode step; CUDA graphs on a GPU; the first
+    batches pay the compilation). All three keep greedy outputs token-identical.
     """
 
     def __init__(
@@ -122,30 +145,82 @@ class TransformersBackend:
         device: str | None = None,
         dtype: str | None = None,
         profile: ModelProfile | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
+        prefetch: int | None = None,
+        bucket: bool = True,
+        compile: bool = False,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.model_id = str(model_id)
+        model_id = str(model_id)
+        device, torch_dtype = pick_device_and_dtype(device, dtype)
+        load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
+        try:
+            processor = AutoProcessor.from_pretrained(model_id, **load_kwargs)
+            model = AutoModelForImageTextToText.from_pretrained(
+                model_id, dtype=torch_dtype, use_safetensors=True, **load_kwargs
+            )
+        except Exception as exc:  # hub, file-system and format errors all mean "cannot load"
+            raise _load_error(model_id, exc) from exc
+        model.to(device)
+        self._setup(model, processor, model_id, device, torch_dtype, profile, batch_size, prefetch, bucket, compile)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = "in-memory",
+        profile: ModelProfile | None = None,
+        batch_size: int | None = None,
+        prefetch: int | None = None,
+        bucket: bool = True,
+        compile: bool = False,
+    ) -> "TransformersBackend":
+        """Wrap a model and processor that are already loaded (benchmarks, tests, notebooks).
+
+        Takes the model (on its device, in its dtype), its processor, the name to record
+        as `model` in response settings (also used to guess the profile when `profile`
+        is None) and the same options as the constructor. Returns the backend.
+        """
+        backend = cls.__new__(cls)
+        device = str(next(model.parameters()).device)
+        backend._setup(model, processor, model_id, device, model.dtype, profile, batch_size, prefetch, bucket, compile)
+        return backend
+
+    def _setup(
+        self,
+        model: Any,
+        processor: Any,
+        model_id: str,
+        device: str,
+        dtype: Any,
+        profile: ModelProfile | None,
+        batch_size: int | None,
+        prefetch: int | None,
+        bucket: bool,
+        compile: bool,
+    ) -> None:
+        """Set the backend's state around a loaded model and processor."""
+        self.model_id = model_id
         if profile is None:
             from vistool.profiles import profile_for_model
 
             profile = profile_for_model(self.model_id)
         self.profile = profile
         self.profile_name = self.profile.name
-        self.batch_size = max(1, int(batch_size))
-        self.device, self.dtype = pick_device_and_dtype(device, dtype)
-        load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
-        try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id, **load_kwargs)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                self.model_id, dtype=self.dtype, use_safetensors=True, **load_kwargs
-            )
-        except Exception as exc:  # hub, file-system and format errors all mean "cannot load"
-            raise _load_error(self.model_id, exc) from exc
-        self.model.to(self.device).eval()
+        self.batch_size = None if batch_size is None else max(1, int(batch_size))
+        if prefetch is None:
+            prefetch = speed.default_prefetch(device)
+        self.prefetch = max(0, int(prefetch))
+        self.bucket = bucket
+        self.compile = compile
+        self.device, self.dtype = device, dtype
+        self.model = model.eval()
+        self.processor = processor
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self._stop_ids = self._find_stop_ids()
@@ -154,6 +229,13 @@ class TransformersBackend:
         }
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
+        # Prefetch threads each borrow their own copy of the processor: a fast tokenizer
+        # must not be used from two threads at once (padding settings mutate it).
+        self._worker_processors: queue.SimpleQueue = queue.SimpleQueue()
+        self._oom_batch_cap: dict[Any, int] = {}  # group key -> largest batch that fitted after an OOM
+        self._json_table = None  # built on the first request that asks to stop when its JSON closes
+        self._static_caches: dict[tuple[int, int], Any] = {}  # (batch, length) -> reusable StaticCache
+        self._compile_config = None
 
     # ----------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int | None:
@@ -168,7 +250,7 @@ class TransformersBackend:
             eos = self.tokenizer.eos_token_id
         return set(eos if isinstance(eos, list) else [eos])
 
-    def _render(self, request: GenerationRequest) -> str:
+    def _render(self, request: GenerationRequest, processor: Any = None) -> str:
         """Render one request through the chat template (media first, then text)."""
         content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
         if request.video is not None:
@@ -178,16 +260,29 @@ class TransformersBackend:
         if request.system:
             messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
         messages.append({"role": "user", "content": content})
-        return self.processor.apply_chat_template(
+        return (processor or self.processor).apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, enable_thinking=request.thinking
         )
 
-    def _prepare(self, requests: list[GenerationRequest]) -> _Prepared:
-        """Render and process one micro-batch of requests sharing budget and modality."""
+    def _prepare_in_worker(self, requests: list[GenerationRequest]) -> _Prepared:
+        """`_prepare` for a prefetch thread: with a processor copy no other thread is using."""
+        processor = self._worker_processors.get()  # `generate` made one copy per worker thread
+        try:
+            return self._prepare(requests, processor)
+        finally:
+            self._worker_processors.put(processor)
+
+    def _prepare(self, requests: list[GenerationRequest], processor: Any = None) -> _Prepared:
+        """Render and process one micro-batch of requests sharing budget and modality.
+
+        Takes the requests and the processor to use (default: the backend's own).
+        Returns the processor outputs and the seconds it took.
+        """
         from transformers.video_utils import VideoMetadata
 
+        processor = processor or self.processor
         start = time.perf_counter()
-        texts = [self._render(request) for request in requests]
+        texts = [self._render(request, processor) for request in requests]
         kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
         budget = requests[0].budget
         if any(request.images for request in requests):
@@ -212,7 +307,18 @@ class TransformersBackend:
             if self.profile.budget_kwarg and self.profile.video_budget:
                 video_kwargs[self.profile.budget_kwarg] = self.profile.video_budget
             kwargs["videos_kwargs"] = video_kwargs
-        inputs = self.processor(**kwargs)
+        inputs = processor(**kwargs)
+        # Cast pixels to the model's dtype here (the same rounding as on the device), and on
+        # a GPU pin the tensors: in a prefetch thread this takes the cast and half of the
+        # host-to-device copy off the generation thread (~1 GB of float32 pixels per 128
+        # images at budget 280), and the copy itself can run asynchronously.
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(self.dtype)
+        if self.device.split(":")[0] == "cuda":
+            for key, value in inputs.items():
+                if hasattr(value, "pin_memory"):
+                    inputs[key] = value.pin_memory()
         return _Prepared(requests, inputs, time.perf_counter() - start)
 
     @staticmethod
@@ -250,25 +356,90 @@ class TransformersBackend:
 
         Takes a non-empty sequence of requests. Returns responses in the same order. A
         micro-batch that fails is retried one request at a time, so a failure affects
-        only the request that caused it (its response has `error` set).
+        only the request that caused it (its response has `error` set); one that runs
+        out of memory is split in halves and retried (and later micro-batches of that
+        kind stay at the size that fitted).
         """
         resolved = self._validate(requests)
-        groups: dict[tuple, list[int]] = {}
-        for index, request in enumerate(resolved):
-            groups.setdefault(self._group_key(request), []).append(index)
         responses: list[GenerationResponse | None] = [None] * len(resolved)
-        for indices in groups.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                for index, response in zip(chunk, self._generate_safely([resolved[i] for i in chunk])):
-                    responses[index] = response
+        plan = self._plan(resolved)
+        workers = self.prefetch if len(plan) > 1 else 0
+        while self._worker_processors.qsize() < workers:  # copied here, while no other thread uses it
+            self._worker_processors.put(copy.deepcopy(self.processor))
+        prepare_chunk = self._prepare_in_worker if workers else self._prepare
+
+        def prepare(chunk: list[int]) -> _Prepared:
+            return prepare_chunk([resolved[i] for i in chunk])
+
+        for indices, prepared in speed.prefetched(plan, prepare, workers):
+            chunk = [resolved[i] for i in indices]
+            cap = self._oom_batch_cap.get(self._group_key(chunk[0]))
+            if cap is not None and len(chunk) > cap:  # an earlier micro-batch of this kind ran out of memory
+                results = []
+                for start in range(0, len(chunk), cap):
+                    results.extend(self._generate_safely(chunk[start : start + cap]))
+            else:
+                results = self._generate_safely(chunk, prepared)
+            for index, response in zip(indices, results):
+                responses[index] = response
         return [response for response in responses if response is not None]
 
-    def _generate_safely(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
-        """Run a micro-batch; on failure retry each request alone and record its error."""
+    def _plan(self, requests: list[GenerationRequest]) -> list[list[int]]:
+        """Cut the requests into micro-batches; return each as a list of request indices.
+
+        Requests are grouped by `_group_key` (settings that must be shared within one
+        `generate` call), in order of first appearance; with `bucket`, each group is
+        sorted by estimated prompt length so that neighbours in a micro-batch need little
+        padding. Each group is then cut into micro-batches of `_batch_size_for` requests.
+        """
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(self._group_key(request), []).append(index)
+        plan = []
+        image_processor = getattr(self.processor, "image_processor", None)
+        for indices in groups.values():
+            if self.bucket and len(indices) > 1:
+                indices = sorted(
+                    indices,
+                    key=lambda i: speed.prompt_length_estimate(requests[i], image_processor, requests[i].budget),
+                )
+            size = self._batch_size_for(requests[indices[0]])
+            plan.extend(indices[start : start + size] for start in range(0, len(indices), size))
+        return plan
+
+    def _batch_size_for(self, request: GenerationRequest) -> int:
+        """Return the micro-batch size for requests like `request` (explicit, else per budget and device)."""
+        size = self.batch_size or speed.default_batch_size(request.budget, self.device)
+        return min(size, self._oom_batch_cap.get(self._group_key(request), size))
+
+    def _generate_safely(self, requests: list[GenerationRequest], prepared: Any = None) -> list[GenerationResponse]:
+        """Run a micro-batch; on failure retry each request alone and record its error.
+
+        Takes the requests and, optionally, their prepared inputs (or the exception that
+        preparing them raised). On out-of-memory the batch is halved and each half
+        retried, down to single requests; any other failure is retried request by request.
+        """
         try:
-            return self._generate_batch(requests)
+            if isinstance(prepared, BaseException):
+                raise prepared
+            return self._generate_batch(requests, prepared)
         except Exception as batch_error:
+            if self.compile and speed.is_compile_error(batch_error):
+                logger.warning("torch.compile failed (%s); generating without it from now on", type(batch_error).__name__)
+                self.compile = False
+                return self._generate_safely(requests, prepared)
+            prepared = None  # drop references to the batch's tensors before retrying
+            if speed.is_out_of_memory(batch_error):
+                self._static_caches.clear()  # sized for the failed batch; smaller ones are made on demand
+                speed.release_memory(self.device)
+                if len(requests) > 1:
+                    half = (len(requests) + 1) // 2
+                    key = self._group_key(requests[0])
+                    self._oom_batch_cap[key] = min(half, self._oom_batch_cap.get(key, half))
+                    logger.warning(
+                        "out of memory at micro-batch %d; retrying as %d + %d", len(requests), half, len(requests) - half
+                    )
+                    return self._generate_safely(requests[:half]) + self._generate_safely(requests[half:])
             if len(requests) == 1:
                 message = f"{type(batch_error).__name__}: {batch_error}"
                 return [GenerationResponse.failure(message, self._settings(requests[0]))]
@@ -285,46 +456,38 @@ class TransformersBackend:
             "dtype": str(self.dtype).replace("torch.", ""),
         }
 
-    def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResponse]:
-        """Run one micro-batch of compatible requests through `model.generate`."""
+    def _generate_batch(self, requests: list[GenerationRequest], prepared: _Prepared | None = None) -> list[GenerationResponse]:
+        """Run one micro-batch of compatible requests through `model.generate`.
+
+        Takes the requests and, optionally, their already prepared inputs (prepared here
+        when None). Returns one response per request, in order. Raises what the model
+        raises (the caller isolates failures and backs off on out-of-memory).
+        """
         import torch
 
-        prepared = self._prepare(requests)
+        if prepared is None:
+            prepared = self._prepare(requests)
         inputs = prepared.inputs
         image_sizes = self._resized_sizes(inputs, requests)
         model_inputs = {
-            key: value.to(self.device) if hasattr(value, "to") else value
+            key: value.to(self.device, non_blocking=True) if hasattr(value, "to") else value
             for key, value in inputs.items()
             if key not in getattr(self.processor, "unused_input_names", ())
         }
-        if "pixel_values" in model_inputs and model_inputs["pixel_values"].is_floating_point():
-            model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.dtype)
-        first = requests[0]
-        generate_kwargs: dict[str, Any] = {"max_new_tokens": first.max_new_tokens}
-        if first.decoding.greedy:
-            generate_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            generate_kwargs.update(
-                do_sample=True,
-                temperature=first.decoding.temperature,
-                top_p=first.decoding.top_p,
-                top_k=first.decoding.top_k,
-            )
-            if first.decoding.seed is not None:
-                torch.manual_seed(first.decoding.seed)
-        recorder = None
-        if first.return_logprobs:
-            from transformers import LogitsProcessorList
-
-            recorder = _ChosenTokenLogprobs()
-            generate_kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        prompt_length = model_inputs["input_ids"].shape[1]
+        generate_kwargs, recorder, json_stop = self._generate_kwargs(requests, prompt_length)
+        timer = speed.PhaseTimer(self.device)
+        generate_kwargs["logits_processor"].insert(0, timer)
         start = time.perf_counter()
+        timer.start()
         with torch.inference_mode():
             sequences = self.model.generate(**model_inputs, **generate_kwargs)
-        generate_seconds = time.perf_counter() - start
-        prompt_length = model_inputs["input_ids"].shape[1]
+        timer.stop()
         generated = sequences[:, prompt_length:].tolist()
+        generate_seconds = time.perf_counter() - start
+        prefill_seconds, decode_seconds = timer.seconds()
         logprobs = None if recorder is None else recorder.collect(sequences, prompt_length)
+        json_stops = None if json_stop is None else json_stop.stop_steps.tolist()
         image_token_ids = {
             token_id
             for token_id in (getattr(self.processor, "image_token_id", None), getattr(self.processor, "video_token_id", None))
@@ -335,6 +498,8 @@ class TransformersBackend:
         timings = {
             "preprocess_s": prepared.seconds / len(requests),
             "generate_s": generate_seconds / len(requests),
+            "prefill_s": prefill_seconds / len(requests),
+            "decode_s": decode_seconds / len(requests),
             "batch_size": len(requests),
         }
         responses = []
@@ -349,9 +514,108 @@ class TransformersBackend:
                     image_tokens=image_tokens,
                     image_sizes=image_sizes[row],
                     timings=dict(timings),
+                    json_stop=None if json_stops is None or json_stops[row] < 0 else json_stops[row],
                 )
             )
         return responses
+
+    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, Any]:
+        """Return the `generate` keyword arguments of a micro-batch, with its recorders.
+
+        Takes the micro-batch (compatible requests) and its padded prompt length. Returns
+        (kwargs, the log-prob recorder or None, the JSON-close criterion or None). The
+        kwargs always hold a `logits_processor` list; everything they add keeps its
+        state on the device, so nothing waits on the device inside the decode loop.
+        """
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        first = requests[0]
+        generate_kwargs: dict[str, Any] = {"max_new_tokens": first.max_new_tokens, "logits_processor": LogitsProcessorList()}
+        if first.decoding.greedy:
+            generate_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            generate_kwargs.update(
+                do_sample=True,
+                temperature=first.decoding.temperature,
+                top_p=first.decoding.top_p,
+                top_k=first.decoding.top_k,
+            )
+            if first.decoding.seed is not None:
+                torch.manual_seed(first.decoding.seed)
+        recorder = None
+        if first.return_logprobs:
+            recorder = _ChosenTokenLogprobs()
+            generate_kwargs["logits_processor"].append(recorder)
+        json_stop = None
+        # The thinking channel may hold brackets of its own, so thinking rows never stop this way.
+        wants_stop = [request.stop_when_json_closes and not request.thinking for request in requests]
+        if any(wants_stop):
+            enabled = torch.tensor(wants_stop, device=self.device)
+            json_stop = speed.JsonCloseStop(self._json_stop_table(), enabled, prompt_length)
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList([json_stop])
+        if self.compile:
+            generate_kwargs["cache"] = self._static_cache(len(requests), prompt_length + first.max_new_tokens)
+            generate_kwargs["compile_config"] = self._get_compile_config()
+        return generate_kwargs, recorder, json_stop
+
+    def _json_stop_table(self):
+        """Return (building it on first use) the JSON-close transition table on the model's device."""
+        if self._json_table is None:
+            import torch
+
+            known = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[token_id] for token_id in range(known)], skip_special_tokens=False)
+            # A random-weight model may have a larger vocabulary than its tokenizer: its extra ids are no text.
+            vocab = max(known, int(getattr(self.model.config.get_text_config(), "vocab_size", known)))
+            texts.extend([""] * (vocab - known))
+            self._json_table = torch.from_numpy(speed.json_transition_table(texts, self._special_ids)).to(self.device)
+        return self._json_table
+
+    def _static_cache(self, batch: int, needed: int) -> Any:
+        """Return an empty static KV cache for `batch` rows and at least `needed` positions.
+
+        The length is rounded up to a multiple of 256 and caches are reused across calls
+        (reset, not reallocated), so the compiled decode step sees the same shapes and
+        the same tensor addresses again: CUDA graphs are recorded once per shape rather
+        than once per `generate` call. Sliding-window layers get a plain static layer
+        that keeps the whole history (the attention mask applies the window, so tokens
+        are unchanged): transformers' rolling sliding layer keeps its fill level in a
+        Python int that `torch.compile` guards on, which recompiles the decode step as the
+        sequence grows (3 compilations instead of 1 on the tiny model).
+        """
+        from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer, StaticSlidingWindowLayer
+
+        key = (batch, speed.round_up(needed, 256))
+        cache = self._static_caches.get(key)
+        if cache is None:
+            if len(self._static_caches) >= 4:  # a few shapes in use at a time; do not hoard memory
+                self._static_caches.clear()
+            cache = StaticCache(config=self.model.config, max_cache_len=key[1])
+            cache.layers = [
+                StaticLayer(max_cache_len=key[1]) if isinstance(layer, StaticSlidingWindowLayer) else layer
+                for layer in cache.layers
+            ]
+            self._static_caches[key] = cache
+        else:
+            import torch
+
+            with torch.inference_mode():  # its tensors were made during an earlier (inference-mode) generate
+                cache.reset()
+        return cache
+
+    def _get_compile_config(self) -> Any:
+        """Return the `CompileConfig` used with `compile=True` (CUDA graphs on a GPU)."""
+        if self._compile_config is None:
+            from transformers import CompileConfig
+
+            cuda = self.device.split(":")[0] == "cuda"
+            config = CompileConfig(fullgraph=False, dynamic=None, mode="reduce-overhead" if cuda else "default")
+            # transformers compiles only on accelerators by default; the caller asked for it, so honour it anywhere.
+            config._compile_all_devices = True
+            self._compile_config = config
+        return self._compile_config
 
     def _response(
         self,
@@ -363,13 +627,21 @@ class TransformersBackend:
         image_tokens: int,
         image_sizes: list[tuple[int, int]],
         timings: dict[str, float],
+        json_stop: int | None = None,
     ) -> GenerationResponse:
-        """Build the response of one row: cut at the stop token, decode, split thought."""
+        """Build the response of one row: cut at the stop token, decode, split thought.
+
+        `json_stop` is the number of tokens generated when the row's JSON answer closed
+        (None: it did not stop that way); those tokens are all part of the answer.
+        """
         length, finish = len(token_ids), "length"
         for position, token_id in enumerate(token_ids):
             if token_id in self._stop_ids:
                 length, finish = position, "stop"
                 break
+        eos = 1 if finish == "stop" else 0
+        if json_stop is not None and json_stop <= length:
+            length, finish, eos = json_stop, "stop", 0
         answer_ids = token_ids[:length]  # padding only ever follows the stop token
         decoded = decode_answer(
             answer_ids,
@@ -394,7 +666,7 @@ class TransformersBackend:
             finish_reason=finish,
             prompt_tokens=prompt_tokens,
             image_tokens=image_tokens,
-            generated_tokens=length + (1 if finish == "stop" else 0),
+            generated_tokens=length + eos,
             logprobs=logprobs,
             timings=timings,
             settings=self._settings(request),

@@ -42,6 +42,10 @@ class GenerationRequest:
 
     `budget` is the image-token budget (None: the model family's default); for Gemma 4
     it must be one of 70, 140, 280, 560, 1120. Images are placed before the text.
+    `stop_when_json_closes` (opt-in, honoured by the local transformers backend) ends
+    generation as soon as the answer's first top-level JSON array/object closes: the
+    tokens up to there are the same, the closing fence and any trailing prose are not
+    generated. Use it only for prompts whose answer is one JSON value.
     """
 
     prompt: str
@@ -53,16 +57,24 @@ class GenerationRequest:
     decoding: Decoding = field(default_factory=Decoding)
     thinking: bool = False
     return_logprobs: bool = False
+    stop_when_json_closes: bool = False
 
     def settings(self) -> dict[str, Any]:
-        """Return the generation settings of this request as a JSON-able dict."""
-        return {
+        """Return the generation settings of this request as a JSON-able dict.
+
+        `stop_when_json_closes` appears only when set, so the settings (and cache keys
+        built from them) of existing requests are unchanged.
+        """
+        settings: dict[str, Any] = {
             "budget": self.budget,
             "max_new_tokens": self.max_new_tokens,
             "decoding": self.decoding.to_dict(),
             "thinking": self.thinking,
             "return_logprobs": self.return_logprobs,
         }
+        if self.stop_when_json_closes:
+            settings["stop_when_json_closes"] = True
+        return settings
 
 
 @dataclass
