@@ -144,13 +144,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
+    from vistool.runtime.tiny import model_or_tiny
     from vistool.runtime.transformers_backend import TransformersBackend
 
-    model_dir = args.model
-    if model_dir is None:
-        from vistool.runtime.tiny import make_tiny_model
-
-        model_dir = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+    model_dir = model_or_tiny(args.model)
     images = make_images(args.images)
     requests = [GenerationRequest(PROMPT, images=[image], budget=args.budget, max_new_tokens=args.new_tokens) for image in images]
 

@@ -10,7 +10,6 @@ budget. Prints one table; the overhead column is vistool's time over the bare lo
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vistool.runtime.tiny import model_or_tiny
 from vistool.runtime.transformers_backend import TransformersBackend
 from vistool.runtime.types import GenerationRequest
 
@@ -86,11 +86,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    model_dir = args.model
-    if model_dir is None:
-        from vistool.runtime.tiny import make_tiny_model
-
-        model_dir = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+    model_dir = model_or_tiny(args.model)
     backend = TransformersBackend(model_dir)
     images = make_images(args.images)
     # Warm up both paths once (first-call allocations and lazy imports).

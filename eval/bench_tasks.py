@@ -10,12 +10,12 @@ random model's noise does not dominate (real answers are longer; see each task's
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import torch
 
 from vistool.api import Vistool
+from vistool.runtime.tiny import model_or_tiny
 from vistool.runtime.transformers_backend import TransformersBackend
 from vistool.tasks import TASKS
 
@@ -47,11 +47,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = args.model
-    if model_dir is None:
-        from vistool.runtime.tiny import make_tiny_model
-
-        model_dir = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+    model_dir = model_or_tiny(args.model)
     backend = TransformersBackend(model_dir)
     vt = Vistool(backend, max_new_tokens=args.new_tokens)
     images = make_images(args.images)

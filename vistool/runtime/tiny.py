@@ -202,3 +202,13 @@ def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512) -> P
     processor.save_pretrained(out)
     (out / "vistool_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size}) + "\n")
     return out
+
+
+def model_or_tiny(model: str | None) -> str:
+    """Return `model` when given, else build the tiny model in a new temporary folder and
+    return that folder (benchmarks and demos that should run with no download)."""
+    if model is not None:
+        return model
+    import tempfile
+
+    return str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))

@@ -29,6 +29,7 @@ from typing import Any
 from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import speed
+from vistool.runtime.backend import validate_requests
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -336,19 +337,7 @@ class TransformersBackend:
 
     def _validate(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
         """Check the batch and resolve default budgets; raise RequestError/BudgetError."""
-        if not requests:
-            raise RequestError("empty batch: give at least one generation request")
-        resolved = []
-        for index, request in enumerate(requests):
-            if not isinstance(request, GenerationRequest):
-                raise RequestError(f"request {index} is a {type(request).__name__}, not a GenerationRequest")
-            if request.max_new_tokens < 1:
-                raise RequestError(f"request {index}: max_new_tokens must be >= 1 (got {request.max_new_tokens})")
-            if request.images and request.video is not None:
-                raise RequestError(f"request {index}: give images or a video, not both")
-            budget = self.profile.check_budget(request.budget)
-            resolved.append(request if budget == request.budget else _with_budget(request, budget))
-        return resolved
+        return validate_requests(requests, self.profile)
 
     # ------------------------------------------------------------- generation
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
@@ -692,10 +681,3 @@ class TransformersBackend:
             per_request.append(sizes[cursor : cursor + len(request.images)])
             cursor += len(request.images)
         return per_request
-
-
-def _with_budget(request: GenerationRequest, budget: int | None) -> GenerationRequest:
-    """Return a copy of `request` with its budget resolved."""
-    from dataclasses import replace
-
-    return replace(request, budget=budget)
