@@ -147,6 +147,7 @@ def test_video_question_and_temporal_localisation(tmp_path):
     vt = replay("A grey square.", '{"start": "00:01", "end": "00:02.5"}', '{"start": 3.5, "end": 99}')
     answer = vt.video(clip, "What is shown?", frames=8)
     assert answer.text == "A grey square." and len(answer.extras["timestamps"]) == 8
+    assert answer.provenance["budget"] == 70  # Gemma 4's per-frame budget, what the frames really get
     located = vt.video(clip, locate="the square turns white", frames=8)
     assert (located.extras["start_s"], located.extras["end_s"]) == (1.0, 2.5)
     clipped = vt.video(clip, locate="it ends", frames=8)

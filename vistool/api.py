@@ -208,7 +208,7 @@ class Vistool:
         clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
         request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
-        request = replace(request, budget=None)  # frames use the family's video budget
+        request = replace(request, budget=self.profile.video_budget)  # frames use the family's video budget
         response = self.backend.generate([request])[0]
         result = interpret(spec, self.profile, options, request, response, clip.size, clip.source)
         result.extras["timestamps"] = list(clip.timestamps)
