@@ -1,12 +1,15 @@
 """Post-processing figures: parse + map throughput, and the per-family oracle mAP table.
 
-    python eval/bench_parse.py [--answers 10000] [--repeats 5] [--seed 0]
+    python eval/bench_parse.py [--answers 10000] [--repeats 5] [--batch 64] [--seed 0]
 
 Throughput: 10,000 synthetic Gemma 4 answers (seeded) of 1-50 items each, parsed and
-mapped to pixels by `vistool.postprocess.parse` on one core (the process is pinned to a
-single CPU where the OS allows it). Reported as answers per second of CPU time (best
-and median of the repeats) and of wall time, for clean answers and for a messy mix
-(prose, thinking channels, trailing commas, single quotes, wrappers, truncation).
+mapped to pixels on one core (the process is pinned to a single CPU where the OS
+allows it), two ways: `parse` one answer at a time, and `parse_many` on batches of
+`--batch` answers (the way a batch of model answers arrives). Reported as answers per
+second of CPU time (best and median of the repeats), for clean answers and for a messy
+mix (prose, thinking channels, trailing commas, single quotes, wrappers, truncation).
+The standard library's json.loads on the same bodies is timed in the same rounds, a
+yardstick of how fast the machine is at that moment (shared machines vary).
 
 Oracle table: ground truth written in each family's native answer format, quantised as
 the model would, parsed back and scored with pycocotools (mAP@[.5:.95]) on the coco8
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from vistool.postprocess import parse
+from vistool.postprocess import parse, parse_many
 from vistool.postprocess.geometry import exif_transform_boxes
 from vistool.postprocess.oracle import OracleImage, extreme_images, load_yolo_dataset, round_trip_map
 from vistool.profiles import PROFILES
@@ -78,28 +81,38 @@ def synthetic_answers(count: int, seed: int, messy: bool = False) -> list[tuple[
     return answers
 
 
-def throughput(answers: list[tuple[str, tuple[int, int]]], repeats: int) -> dict[str, float]:
-    """Parse every answer `repeats` times; return answers/s (CPU: best, median; wall: best).
+def throughput(answers: list[tuple[str, tuple[int, int]]], repeats: int, batch: int) -> dict[str, list[float]]:
+    """Parse every answer `repeats` times each way; return answers/s of CPU time per round.
 
-    Also times the standard library's json.loads on the same fenced bodies ("json_best"),
-    a yardstick of the machine's speed that vistool's figure can be read against.
+    Keys: "parse" (one call per answer), "parse_many" (batches of `batch`), "json"
+    (json.loads of the fenced bodies). The three are interleaved in every round, so
+    that a machine that slows down mid-run slows all three alike.
     """
-    cpu, wall, baseline = [], [], []
-    bodies = [text[text.find("[") : text.rfind("]") + 1] for text, _ in answers]
-    for _ in range(repeats):
-        wall_start, cpu_start = time.perf_counter(), time.process_time()
+    texts, sizes = [text for text, _ in answers], [size for _, size in answers]
+    bodies = [text[text.find("[") : text.rfind("]") + 1] for text in texts]
+
+    def one_by_one() -> None:
         for text, size in answers:
             parse(text, size, "gemma4", "boxes")
-        cpu.append(len(answers) / (time.process_time() - cpu_start))
-        wall.append(len(answers) / (time.perf_counter() - wall_start))
-        cpu_start = time.process_time()
+
+    def batched() -> None:
+        for start in range(0, len(texts), batch):
+            parse_many(texts[start : start + batch], sizes[start : start + batch], "gemma4", "boxes")
+
+    def json_only() -> None:
         for body in bodies:
             try:
                 json.loads(body)
             except ValueError:
                 pass
-        baseline.append(len(answers) / (time.process_time() - cpu_start))
-    return {"cpu_best": max(cpu), "cpu_median": statistics.median(cpu), "wall_best": max(wall), "json_best": max(baseline)}
+
+    rates: dict[str, list[float]] = {"parse": [], "parse_many": [], "json": []}
+    for _ in range(repeats):
+        for name, run in (("parse", one_by_one), ("parse_many", batched), ("json", json_only)):
+            start = time.process_time()
+            run()
+            rates[name].append(len(answers) / (time.process_time() - start))
+    return rates
 
 
 def qwen_resized(size: tuple[int, int]) -> tuple[int, int]:
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64, help="answers per parse_many call")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
@@ -153,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     clean = synthetic_answers(args.answers, args.seed)
     messy = synthetic_answers(args.answers, args.seed + 1, messy=True)
     items = sum(len(parse(text, size).detections) for text, size in clean)
-    print(f"parse + map, Gemma 4 answers of 1-50 items ({args.answers} answers, {items} items, one core, {args.repeats} repeats)")
+    print(
+        f"parse + map, Gemma 4 answers of 1-50 items ({args.answers} answers, {items} items, one core, "
+        f"{args.repeats} interleaved rounds; answers/s of CPU time, best and median)"
+    )
+    print(f"  {'answers':8s} {'parse, one by one':>22s} {f'parse_many, batch {args.batch}':>24s} {'json.loads alone':>20s}")
     for name, answers in (("clean", clean), ("messy", messy)):
-        figures = throughput(answers, args.repeats)
-        print(
-            f"  {name:5s}: {figures['cpu_best']:8.0f} answers/s CPU (best), {figures['cpu_median']:8.0f} (median), "
-            f"{figures['wall_best']:8.0f} wall (best); json.loads alone on the same bodies: {figures['json_best']:8.0f}/s"
-        )
+        rates = throughput(answers, args.repeats, args.batch)
+        cells = [f"{max(rates[key]):8.0f} / {statistics.median(rates[key]):8.0f}" for key in ("parse", "parse_many", "json")]
+        print(f"  {name:8s} {cells[0]:>22s} {cells[1]:>24s} {cells[2]:>20s}")
     print("\noracle round trip, COCO mAP@[.5:.95] (pycocotools)")
     print(f"  {'family':12s} {'coco8':>8s} {'EXIF 2-8':>9s} {'extremes':>9s}")
     for family, photo_map, exif_map, extreme_map in oracle_table():

@@ -24,7 +24,7 @@ from vistool.postprocess.results import (
 )
 # The profiles import the readers above; modules below reach the profile registry only
 # through `vistool.profiles.<name>` at call time, so either package may be imported first.
-from vistool.postprocess.parse import ParseResult, parse
+from vistool.postprocess.parse import ParseResult, parse, parse_many
 from vistool.postprocess.coco import coco_categories, coco_to_detections, detections_to_coco, detections_to_coco_gt
 from vistool.postprocess.draw import draw
 from vistool.postprocess.oracle import format_answer
@@ -49,6 +49,7 @@ __all__ = [
     "extract_json_items",
     "format_answer",
     "parse",
+    "parse_many",
     "read_json",
     "read_loc_tokens",
 ]

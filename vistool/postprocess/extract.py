@@ -20,12 +20,11 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
-from itertools import count as count_from
-from operator import add
+from itertools import repeat
 from typing import Any
 
 import json_repair
+import numpy as np
 
 try:  # optional: a faster decoder for the common case (strict JSON filling its fence)
     from orjson import loads as _orjson_loads
@@ -234,22 +233,43 @@ def _fast_value(text: str, begin: int, end: int, keys: Sequence[str]) -> tuple[l
     else:
         return None
     count = len(value)
-    if objects == count and text.count("{", begin, stop) == count and text.count("}", begin, stop) == count:
-        spans: list[Span] | None = _brace_spans(text, begin, stop, count)
-    else:
-        spans = _element_spans(text, begin, count)
+    flat = brace_spans(text, begin, stop, count) if objects == count else None
+    spans = list(map(tuple, flat.tolist())) if flat is not None else _element_spans(text, begin, count)
     return (value, spans, stop) if spans is not None else None
 
 
-def _brace_spans(text: str, begin: int, stop: int, count: int) -> list[Span]:
-    """Return the spans of `count` flat objects when every brace in text[begin:stop] is theirs.
+def brace_spans(text: str, begin: int, stop: int, count: int) -> np.ndarray | None:
+    """Return the spans (count, 2) of `count` flat objects, when every brace in text[begin:stop] is theirs.
 
-    Brace positions come from str.split and running sums, all at C speed.
+    Returns None when text[begin:stop] holds any other number of "{" or "}" (a brace
+    inside a string, a nested object). Positions come from str.split and running sums.
     """
     segment = text[begin:stop]
-    opens = map(add, accumulate(map(len, segment.split("{")[:count])), count_from(begin))
-    closes = map(add, accumulate(map(len, segment.split("}")[:count])), count_from(begin + 1))
-    return list(zip(opens, closes))
+    opens, closes = segment.split("{"), segment.split("}")
+    if len(opens) != count + 1 or len(closes) != count + 1:
+        return None
+    spans = np.empty((count, 2), dtype=np.int64)
+    spans[:, 0] = np.fromiter(map(len, opens[:count]), dtype=np.int64, count=count).cumsum()
+    spans[:, 1] = np.fromiter(map(len, closes[:count]), dtype=np.int64, count=count).cumsum()
+    spans += np.arange(begin, begin + count)[:, None]  # the braces before each one
+    spans[:, 1] += 1
+    return spans
+
+
+def loads_strict(text: str, start: int, end: int) -> tuple[Any, int, int]:
+    """Decode text[start:end] when it is one strict JSON list (spaces around allowed).
+
+    Returns (value, begin, stop): the list and where it starts and ends in `text`, or
+    (None, start, start) when the region is anything else (prose, repairs needed, more
+    than one value).
+    """
+    begin = _ws_end(text, start).end()
+    if not text.startswith("[", begin):
+        return None, start, start
+    value, stop = _decode_at(text, begin, end)
+    if value is None or stop > end or _ws_end(text, stop, end).end() < end:
+        return None, start, start
+    return value, begin, stop
 
 
 def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:

@@ -56,13 +56,24 @@ def to_pixels(coords: np.ndarray, system: CoordSystem, image_size: Size, resized
     that answer in resized pixels, the processor-resized (width, height). Returns a float
     array (n, 2k) of (x, y) pairs in pixels. Nothing is clipped or reordered here.
     """
-    sx, sy = _scales(system, image_size, resized_size)
-    width, height = image_size
-    pairs = coords.shape[1] // 2
-    if system.order == "yx":
-        coords = coords[:, _SWAP_PAIRS[pairs]]
-    factor = _factor(width / sx, height / sy, pairs)
+    coords = swap_columns(coords, system)
+    factor = _factor(*pixel_factors(system, image_size, resized_size), coords.shape[1] // 2)
     return (coords + system.offset) * factor if system.offset else coords * factor
+
+
+def swap_columns(coords: np.ndarray, system: CoordSystem) -> np.ndarray:
+    """Return coordinates (n, 2k) with each pair in (x, y) order (swapped for "yx" families)."""
+    return coords[:, _SWAP_PAIRS[coords.shape[1] // 2]] if system.order == "yx" else coords
+
+
+def pixel_factors(system: CoordSystem, image_size: Size, resized_size: Size | None = None) -> tuple[float, float]:
+    """Return the (x, y) factors that turn a family's values into displayed pixels.
+
+    Takes the family's `CoordSystem`, the displayed (width, height) and, for families
+    that answer in resized pixels, the processor-resized (width, height).
+    """
+    sx, sy = _scales(system, image_size, resized_size)
+    return image_size[0] / sx, image_size[1] / sy
 
 
 @lru_cache(maxsize=256)

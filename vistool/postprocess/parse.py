@@ -23,7 +23,8 @@ from vistool import profiles
 from vistool.errors import VistoolError
 from vistool.postprocess import geometry
 from vistool.postprocess.diagnostics import INTERNAL_ERROR, Diagnostics, snippet
-from vistool.postprocess.readers import RawItems
+from vistool.postprocess.fastlane import MappedBoxes, SimpleAnswer, map_simple, read_simple
+from vistool.postprocess.readers import RawItems, read_json
 from vistool.postprocess.results import (
     SPAN_FIELD,
     OCRRegion,
@@ -147,27 +148,97 @@ def parse(
     resized pixels (Qwen2.5-VL), and one confidence per kept item.
     Returns a `ParseResult`. Never raises on any text; raises VistoolError on bad arguments.
     """
+    parsed = parse_many([text], [image_size], profile, kind, classes=classes, resized_sizes=[resized_size])[0]
+    if confidence is not None:
+        parsed.set_confidence(confidence)
+    return parsed
+
+
+def parse_many(
+    texts: Sequence[str],
+    image_sizes: Sequence[tuple[int, int]],
+    profile: str | ModelProfile = "gemma4",
+    kind: str = "boxes",
+    *,
+    classes: Sequence[str] | None = None,
+    resized_sizes: Sequence[tuple[int, int] | None] | None = None,
+) -> list[ParseResult]:
+    """Parse a batch of answers of one family and kind; the same results as `parse` on each.
+
+    Takes the answer texts, one displayed (width, height) per answer, the family, the
+    kind, the requested classes, and (for families that answer in resized pixels) one
+    resized (width, height) per answer. Returns one `ParseResult` per answer, in order.
+    Clean JSON box answers go through the fast lane (vistool.postprocess.fastlane),
+    which does the numeric work once for the whole batch; the rest are parsed one by one.
+    Never raises on any text; raises VistoolError on bad arguments.
+    """
     prof = profiles.get_profile(profile) if isinstance(profile, str) else profile
     if kind not in KINDS:
         raise VistoolError(f"unknown answer kind {kind!r}; use one of {', '.join(KINDS)}")
     reader = prof.reader(kind)
-    size = geometry.check_size(image_size)
-    resized = geometry.check_size(resized_size, "resized_size") if resized_size is not None else None
-    if prof.needs_resized_size and resized is None:
+    sizes = [geometry.check_size(size) for size in image_sizes]
+    resized = [None] * len(sizes) if resized_sizes is None else list(resized_sizes)
+    if len(texts) != len(sizes) or len(resized) != len(sizes):
+        raise VistoolError(f"got {len(texts)} answers, {len(sizes)} image sizes and {len(resized)} resized sizes")
+    resized = [geometry.check_size(size, "resized_size") if size is not None else None for size in resized]
+    if prof.needs_resized_size and None in resized:
         raise VistoolError(f"model family {prof.name!r} answers in pixels of the resized image: pass resized_size=(W, H)")
-    if not isinstance(text, str):
-        raise VistoolError(f"the answer must be a string, got {type(text).__name__}")
-    classes = list(classes) if classes is not None else None
+    for text in texts:
+        if not isinstance(text, str):
+            raise VistoolError(f"the answer must be a string, got {type(text).__name__}")
+    wanted = list(classes) if classes is not None else None
+    simple, mapped = _fast_lane(texts, sizes, prof, kind, resized)
+    results = []
+    for index, text in enumerate(texts):
+        bounds = mapped.bounds[index]
+        if bounds is None:
+            results.append(_parse_one(text, reader, prof, kind, sizes[index], resized[index], wanted))
+            continue
+        answer = simple[index]
+        assert answer is not None
+        count = len(answer.labels)
+        diagnostics = Diagnostics(profile=prof.name, kind=kind, found=count, kept=count)
+        start, stop = bounds
+        detections, unknown = make_detections(mapped.xyxy[start:stop].copy(), answer.labels, wanted, None, mapped.spans[start:stop].copy())
+        diagnostics.unknown_labels = unknown if wanted is not None else []
+        results.append(ParseResult(kind, prof.name, sizes[index], detections, diagnostics))
+    return results
+
+
+def _fast_lane(
+    texts: Sequence[str],
+    sizes: list[tuple[int, int]],
+    profile: ModelProfile,
+    kind: str,
+    resized: list[tuple[int, int] | None],
+) -> tuple[list[SimpleAnswer | None], MappedBoxes]:
+    """Read and map the answers the fast lane takes; the others get bounds None."""
+    nothing = MappedBoxes(np.empty((0, 4)), np.empty((0, 2), dtype=np.int64), [None] * len(texts))
+    if kind != "boxes" or getattr(profile.readers.get(kind), "func", None) is not read_json:
+        return [None] * len(texts), nothing
     try:
-        raw = reader(text, prof)
-        parsed = _build(text, raw, prof, kind, size, resized, classes)
+        simple = [read_simple(text, profile) for text in texts]
+        return simple, map_simple(simple, sizes, profile, resized)
+    except Exception:  # the lane is an optimisation: anything unexpected goes the general way
+        return [None] * len(texts), nothing
+
+
+def _parse_one(
+    text: str,
+    reader: Any,
+    profile: ModelProfile,
+    kind: str,
+    size: tuple[int, int],
+    resized: tuple[int, int] | None,
+    classes: list[str] | None,
+) -> ParseResult:
+    """Parse one answer the general way (any text, any kind); report instead of raising."""
+    try:
+        return _build(text, reader(text, profile), profile, kind, size, resized, classes)
     except Exception as error:  # the contract is "never raise on any text": report instead
-        diagnostics = Diagnostics(profile=prof.name, kind=kind)
+        diagnostics = Diagnostics(profile=profile.name, kind=kind)
         diagnostics.drop(INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-        parsed = ParseResult(kind, prof.name, size, _empty(kind), diagnostics)
-    if confidence is not None:
-        parsed.set_confidence(confidence)
-    return parsed
+        return ParseResult(kind, profile.name, size, _empty(kind), diagnostics)
 
 
 def _empty(kind: str) -> Result:
@@ -231,7 +302,7 @@ def _result(
     values: np.ndarray,
     labels: list[str | None],
     confidence: np.ndarray | None,
-    spans: list[Span | None],
+    spans: list[Span | None] | np.ndarray,
     classes: list[str] | None,
     diagnostics: Diagnostics,
 ) -> Result:

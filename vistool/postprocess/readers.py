@@ -198,7 +198,7 @@ def _to_array(
     if not rows:
         return np.empty((0, count), dtype=np.float64)
     try:
-        if set(map(len, rows)) == {count}:  # one flat pass: every row `count` long
+        if set(map(type, rows)) == {list} and set(map(len, rows)) == {count}:  # one flat pass: every row `count` numbers
             flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=count * len(rows))
             return flat.reshape(len(rows), count)
     except (ValueError, TypeError, OverflowError):

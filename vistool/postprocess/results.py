@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from itertools import chain
 from typing import Any
@@ -67,6 +67,11 @@ def assign_class_ids(labels: Sequence[str], classes: Sequence[str] | None) -> tu
     index and its requested spelling; other labels get ids after the requested ones, in
     order of first appearance. Returns (class_id int array, class names, unknown labels).
     """
+    distinct = list(dict.fromkeys(labels))  # in order of first appearance
+    if not classes and len(set(map(_norm, distinct))) == len(distinct):
+        # The common case: no classes asked for, no two spellings of one class.
+        ids_of = dict(zip(distinct, range(len(distinct))))
+        return np.fromiter(map(ids_of.__getitem__, labels), dtype=np.int64, count=len(labels)), list(labels), distinct
     ids: dict[str, int] = {}
     names: dict[str, str] = {}
     for index, name in enumerate(classes or ()):
@@ -78,7 +83,7 @@ def assign_class_ids(labels: Sequence[str], classes: Sequence[str] | None) -> tu
     unknown: list[str] = []
     label_id: dict[str, int] = {}  # label as written -> class id
     label_name: dict[str, str] = {}  # label as written -> class name
-    for label in dict.fromkeys(labels):  # distinct labels, in order of first appearance
+    for label in distinct:
         key = _norm(label)
         if key not in ids:
             ids[key] = base + len(unknown)
@@ -90,8 +95,10 @@ def assign_class_ids(labels: Sequence[str], classes: Sequence[str] | None) -> tu
     return class_id, list(map(label_name.__getitem__, labels)), unknown
 
 
-def spans_array(spans: Sequence[Span | None]) -> np.ndarray:
-    """Return spans as an int array (n, 2), with -1 for unknown spans."""
+def spans_array(spans: Sequence[Span | None] | np.ndarray) -> np.ndarray:
+    """Return spans as an int array (n, 2), with -1 for unknown spans (an array passes through)."""
+    if isinstance(spans, np.ndarray):
+        return spans
     if None not in spans:
         return np.fromiter(chain.from_iterable(spans), dtype=np.int64, count=2 * len(spans)).reshape(len(spans), 2)
     array = np.full((len(spans), 2), -1, dtype=np.int64)
@@ -180,7 +187,7 @@ def make_detections(
     labels: Sequence[str],
     classes: Sequence[str] | None = None,
     confidence: Sequence[float] | np.ndarray | None = None,
-    spans: Sequence[Span | None] | None = None,
+    spans: Sequence[Span | None] | np.ndarray | None = None,
 ) -> tuple[sv.Detections, list[str]]:
     """Build `sv.Detections` from pixel boxes and labels.
 
@@ -192,13 +199,39 @@ def make_detections(
     count = len(names)
     if not (isinstance(xyxy, np.ndarray) and xyxy.dtype == np.float64 and xyxy.shape == (count, 4)):
         xyxy = np.asarray(xyxy, dtype=np.float64).reshape(count, 4)
-    detections = sv.Detections(
-        xyxy=xyxy,
-        class_id=class_id,
-        confidence=_check_confidence(confidence, count),
-        data={CLASS_NAME_DATA_FIELD: np.array(names, dtype=str), SPAN_FIELD: spans_array(spans or [None] * count)},
+    detections = checked_detections(
+        xyxy,
+        class_id,
+        _check_confidence(confidence, count),
+        {CLASS_NAME_DATA_FIELD: np.array(names, dtype=str), SPAN_FIELD: spans_array(spans if spans is not None and len(spans) else [None] * count)},
     )
     return detections, unknown
+
+
+# The fields of sv.Detections that `checked_detections` leaves at their defaults.
+_OTHER_FIELDS = [
+    (item.name, item.default, item.default_factory)
+    for item in fields(sv.Detections)
+    if item.name not in ("xyxy", "class_id", "confidence", "data")
+]
+
+
+def checked_detections(
+    xyxy: np.ndarray, class_id: np.ndarray, confidence: np.ndarray | None, data: dict[str, np.ndarray]
+) -> sv.Detections:
+    """Build `sv.Detections` from arrays whose shapes and types the caller has made right.
+
+    Takes xyxy (n, 4) float64, class_id (n,) int64, confidence (n,) float64 or None, and
+    data arrays of length n; other fields get their defaults. Returns the same object
+    `sv.Detections(...)` gives, without supervision's validation pass, which costs more
+    than the rest of building a small result (it matters when parsing thousands of
+    answers a second).
+    """
+    detections = object.__new__(sv.Detections)
+    detections.xyxy, detections.class_id, detections.confidence, detections.data = xyxy, class_id, confidence, data
+    for name, default, factory in _OTHER_FIELDS:
+        setattr(detections, name, factory() if factory is not MISSING else (None if default is MISSING else default))
+    return detections
 
 
 # --- points ----------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""The fast lane of `parse_many`: boxes in strict JSON, with nothing to repair or clean.
+
+Almost every detection answer is the same thing: one ```json fence (or a bare list)
+holding flat objects that all carry the family's box key with four numbers and a
+non-empty string label, every box inside the image with its corners in order. For such
+answers the general path (extract -> readers -> geometry -> results) does a dozen small
+steps per answer; this lane reads each answer with one JSON decode and does the
+numeric work (numbers -> array, mapping to pixels, the inside-the-image check) once for
+the whole batch.
+
+An answer the lane cannot take whole (a thinking channel, several fences, repairs,
+scores, odd labels, a box that needs clipping or reordering, ...) is handed back, and
+the general path parses it. Both give the same result; the tests compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from vistool.postprocess.extract import fenced_regions, loads_strict
+from vistool.postprocess.geometry import pixel_factors, swap_columns
+from vistool.profiles.base import ModelProfile
+
+Size = tuple[int, int]
+
+
+class SimpleAnswer(NamedTuple):
+    """One answer the lane can take, as written: its numbers, labels and where its list is.
+
+    numbers: the four numbers of every box, one flat list; labels: one stripped label
+    per box; text, begin, stop: the answer and the list's place in it (item spans are
+    found later, for the whole batch at once). Flat lists, not one object per item: a
+    batch keeps these alive until it is mapped, and thousands of small containers kept
+    alive cost more in Python's garbage collector than the parsing itself.
+    """
+
+    numbers: list[Any]
+    labels: list[str]
+    text: str
+    begin: int
+    stop: int
+
+
+def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
+    """Read `text` when it is a strict JSON list of flat box objects; else return None.
+
+    Takes the answer text and a JSON family's profile. Accepts one fenced body (prose
+    around the fence is ignored, as the general path does) or a whole answer that is the
+    list. Every element must be an object with the profile's first box key (four
+    numbers) and first label key (a non-empty string after stripping), and no item may
+    carry a score key. (That every brace in the list belongs to an item, so that the
+    item spans are brace pairs, is checked by `map_simple`.)
+    """
+    for open_marker, close_marker in profile.thought_markers:
+        if open_marker in text or close_marker in text:
+            return None
+    fences = fenced_regions(text, 0, len(text))
+    if fences is None:
+        start, end = 0, len(text)
+    elif len(fences) == 1:
+        start, end = fences[0]
+    else:
+        return None
+    items, begin, stop = loads_strict(text, start, end)
+    if type(items) is not list or not items or not profile.label_keys:
+        return None
+    try:  # every item an object with the box key and a string label (else KeyError/TypeError)
+        rows = list(map(itemgetter(profile.box_keys[0]), items))
+        labels = list(map(str.strip, map(itemgetter(profile.label_keys[0]), items)))
+    except (KeyError, TypeError):
+        return None
+    if "" in labels or set(map(type, rows)) != {list} or set(map(len, rows)) != {4}:
+        return None
+    if set(map(len, items)) != {2}:  # more keys than box and label: a score, perhaps
+        for key in profile.confidence_keys:
+            if key in text:
+                return None
+    return SimpleAnswer(list(chain.from_iterable(rows)), labels, text, begin, stop)
+
+
+class MappedBoxes(NamedTuple):
+    """The lane's batch result for the answers that stayed in the lane.
+
+    xyxy: float array (n, 4) of their pixel boxes, answer after answer; spans: int
+    array (n, 2) of each box's item (start, end) in its answer's text; bounds: for each
+    input answer, its rows (start, end) in `xyxy` and `spans`, or None when the answer
+    must take the general path.
+    """
+
+    xyxy: np.ndarray
+    spans: np.ndarray
+    bounds: list[tuple[int, int] | None]
+
+
+def map_simple(
+    answers: Sequence[SimpleAnswer | None],
+    image_sizes: Sequence[Size],
+    profile: ModelProfile,
+    resized_sizes: Sequence[Size | None],
+) -> MappedBoxes:
+    """Map the boxes of a batch of simple answers to pixels and find their spans, all at once.
+
+    Takes the answers (None for one the lane does not take), each answer's displayed
+    (width, height) and resized (width, height) (None unless the family answers in
+    resized pixels). An answer is handed back (bounds None) when its numbers are not
+    plain numbers, when a box would need clipping, reordering or dropping, or when its
+    list holds braces that are not its items' own (inside strings). Returns `MappedBoxes`.
+    """
+    bounds: list[tuple[int, int] | None] = [None] * len(answers)
+    taken = [answer for answer in answers if answer is not None]
+    counts = [len(answer.labels) for answer in taken]
+    total = sum(counts)
+    if not total:
+        return MappedBoxes(np.empty((0, 4)), np.empty((0, 2), dtype=np.int64), bounds)
+    try:
+        coords = np.fromiter(
+            chain.from_iterable(answer.numbers for answer in taken), dtype=np.float64, count=4 * total
+        ).reshape(total, 4)
+    except (ValueError, TypeError, OverflowError):  # a value that is not a number: one by one
+        return MappedBoxes(np.empty((0, 4)), np.empty((0, 2), dtype=np.int64), bounds)
+    system = profile.coords
+    indices = [index for index, answer in enumerate(answers) if answer is not None]
+    factors = np.array([pixel_factors(system, image_sizes[i], resized_sizes[i]) for i in indices])
+    scale = np.tile(np.repeat(factors, counts, axis=0), 2)
+    coords = swap_columns(coords, system)
+    xyxy = (coords + system.offset) * scale if system.offset else coords * scale
+    row_limits = np.repeat(np.array([image_sizes[i] for i in indices], dtype=np.float64), counts, axis=0)
+    # Finite, inside, ordered and non-empty (NaN fails every comparison).
+    good = (xyxy[:, :2] >= 0).all(axis=1) & (xyxy[:, 2:] <= row_limits).all(axis=1) & (xyxy[:, 2:] > xyxy[:, :2]).all(axis=1)
+    starts = np.cumsum([0] + counts[:-1])
+    spans, flat = _brace_spans(taken, counts)
+    answer_good = (np.logical_and.reduceat(good, starts) & flat).tolist()
+    for index, start, count, ok in zip(indices, starts.tolist(), counts, answer_good):
+        if ok:
+            bounds[index] = (start, start + count)
+    return MappedBoxes(xyxy, spans, bounds)
+
+
+def _brace_spans(answers: list[SimpleAnswer], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Find every item's span, for all answers at once, from the braces in their lists.
+
+    Takes the answers and their item counts. Returns (spans, flat): spans is an int
+    array (total items, 2) of (start, end) in each answer's own text; flat is a bool per
+    answer, True when its list holds exactly one "{" and one "}" per item (the items
+    are flat objects and no string holds a brace), the only case where the spans are
+    right. The lists are joined and scanned as one array of code points.
+    """
+    pieces = [answer.text[answer.begin : answer.stop] for answer in answers]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    piece_starts = np.cumsum(lengths) - lengths
+    chars = np.frombuffer("".join(pieces).encode("utf-32-le"), dtype=np.uint32)
+    opens, closes = np.flatnonzero(chars == ord("{")), np.flatnonzero(chars == ord("}"))
+    expected = np.array(counts)
+    edges = np.append(piece_starts, len(chars))
+    flat = (np.diff(np.searchsorted(opens, edges)) == expected) & (np.diff(np.searchsorted(closes, edges)) == expected)
+    begins = np.array([answer.begin for answer in answers], dtype=np.int64)
+    if flat.all():
+        shift = np.repeat(begins - piece_starts, counts)
+        return np.stack([opens + shift, closes + 1 + shift], axis=1), flat
+    spans = np.full((int(expected.sum()), 2), -1, dtype=np.int64)  # only flat answers' rows are filled
+    rows_flat = np.repeat(flat, counts)
+    open_owner = np.searchsorted(edges, opens, side="right") - 1
+    close_owner = np.searchsorted(edges, closes, side="right") - 1
+    shift = np.repeat(begins - piece_starts, counts)[rows_flat]
+    spans[rows_flat, 0] = opens[flat[open_owner]] + shift
+    spans[rows_flat, 1] = closes[flat[close_owner]] + 1 + shift
+    return spans, flat
