@@ -148,7 +148,8 @@ def parse(
     resized pixels (Qwen2.5-VL), and one confidence per kept item.
     Returns a `ParseResult`. Never raises on any text; raises VistoolError on bad arguments.
     """
-    parsed = parse_many([text], [image_size], profile, kind, classes=classes, resized_sizes=[resized_size])[0]
+    prof, reader, sizes, resized = _arguments([text], [image_size], profile, kind, [resized_size])
+    parsed = _parse_one(text, reader, prof, kind, sizes[0], resized[0], list(classes) if classes is not None else None)
     if confidence is not None:
         parsed.set_confidence(confidence)
     return parsed
@@ -169,23 +170,12 @@ def parse_many(
     kind, the requested classes, and (for families that answer in resized pixels) one
     resized (width, height) per answer. Returns one `ParseResult` per answer, in order.
     Clean JSON box answers go through the fast lane (vistool.postprocess.fastlane),
-    which does the numeric work once for the whole batch; the rest are parsed one by one.
+    which does the numeric work once for the whole batch; the rest are parsed one by one
+    (as `parse` parses a single answer: for one answer the lane's batch steps cost more
+    than they save).
     Never raises on any text; raises VistoolError on bad arguments.
     """
-    prof = profiles.get_profile(profile) if isinstance(profile, str) else profile
-    if kind not in KINDS:
-        raise VistoolError(f"unknown answer kind {kind!r}; use one of {', '.join(KINDS)}")
-    reader = prof.reader(kind)
-    sizes = [geometry.check_size(size) for size in image_sizes]
-    resized = [None] * len(sizes) if resized_sizes is None else list(resized_sizes)
-    if len(texts) != len(sizes) or len(resized) != len(sizes):
-        raise VistoolError(f"got {len(texts)} answers, {len(sizes)} image sizes and {len(resized)} resized sizes")
-    resized = [geometry.check_size(size, "resized_size") if size is not None else None for size in resized]
-    if prof.needs_resized_size and None in resized:
-        raise VistoolError(f"model family {prof.name!r} answers in pixels of the resized image: pass resized_size=(W, H)")
-    for text in texts:
-        if not isinstance(text, str):
-            raise VistoolError(f"the answer must be a string, got {type(text).__name__}")
+    prof, reader, sizes, resized = _arguments(texts, image_sizes, profile, kind, resized_sizes)
     wanted = list(classes) if classes is not None else None
     simple, mapped = _fast_lane(texts, sizes, prof, kind, resized)
     results = []
@@ -203,6 +193,35 @@ def parse_many(
         diagnostics.unknown_labels = unknown if wanted is not None else []
         results.append(ParseResult(kind, prof.name, sizes[index], detections, diagnostics))
     return results
+
+
+def _arguments(
+    texts: Sequence[str],
+    image_sizes: Sequence[tuple[int, int]],
+    profile: str | ModelProfile,
+    kind: str,
+    resized_sizes: Sequence[tuple[int, int] | None] | None,
+) -> tuple[ModelProfile, Any, list[tuple[int, int]], list[tuple[int, int] | None]]:
+    """Check the arguments of a parse; return (profile, reader, sizes, resized sizes).
+
+    Raises VistoolError naming what is wrong: an unknown family or kind, a bad size, a
+    missing resized size, a count mismatch, an answer that is not a string.
+    """
+    prof = profiles.get_profile(profile) if isinstance(profile, str) else profile
+    if kind not in KINDS:
+        raise VistoolError(f"unknown answer kind {kind!r}; use one of {', '.join(KINDS)}")
+    reader = prof.reader(kind)
+    sizes = [geometry.check_size(size) for size in image_sizes]
+    resized = [None] * len(sizes) if resized_sizes is None else list(resized_sizes)
+    if len(texts) != len(sizes) or len(resized) != len(sizes):
+        raise VistoolError(f"got {len(texts)} answers, {len(sizes)} image sizes and {len(resized)} resized sizes")
+    resized = [geometry.check_size(size, "resized_size") if size is not None else None for size in resized]
+    if prof.needs_resized_size and None in resized:
+        raise VistoolError(f"model family {prof.name!r} answers in pixels of the resized image: pass resized_size=(W, H)")
+    for text in texts:
+        if not isinstance(text, str):
+            raise VistoolError(f"the answer must be a string, got {type(text).__name__}")
+    return prof, reader, sizes, resized
 
 
 def _fast_lane(
