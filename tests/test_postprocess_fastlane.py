@@ -69,6 +69,8 @@ ANSWERS = [
     "no boxes here",
     json.dumps({"boxes": CLEAN}),  # a wrapper
     fenced([{"box_2d": [1, 2, 300, 400], "label": "Car"}, {"box_2d": [5, 6, 700, 800], "label": "cars"}]),  # one class
+    fenced([{"box_2d": [1, 2, 300, 400], "label": "cat"}, {"box_2d": [1, 2, 3, 10**400], "label": "dog"}]),  # too big
+    fenced([{"box_2d": [1, 2, 300, True], "label": "cat"}]),  # a boolean
 ]
 SIZES = [(640, 480), (1920, 1080), (7, 7), (3000, 40)]
 
@@ -92,6 +94,12 @@ def test_the_lane_takes_clean_answers_and_hands_back_the_rest() -> None:
     assert ANSWERS[6] not in taken  # a score the model wrote: the general path reads it
     assert ANSWERS[7] in taken  # other extra keys do not matter to boxes
     assert ANSWERS[16] not in taken and ANSWERS[17] not in taken  # boxes to reorder or clip
+
+
+def test_a_number_beyond_any_float_drops_its_item_only() -> None:
+    result = parse_many([ANSWERS[-2]], [(640, 480)])[0]
+    assert result.detections.data["class_name"].tolist() == ["cat"]
+    assert result.diagnostics.reasons() == ["bad_coordinates"]
 
 
 def test_spans_point_at_each_item_in_the_original_text() -> None:

@@ -51,7 +51,7 @@ def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
 
     Takes the answer text and a JSON family's profile. Accepts one fenced body (prose
     around the fence is ignored, as the general path does) or a whole answer that is the
-    list. Every element must be an object with the profile's first box key (four
+    list. Every element must be an object with the profile's first box key (four JSON
     numbers) and first label key (a non-empty string after stripping), and no item may
     carry a score key. (That every brace in the list belongs to an item, so that the
     item spans are brace pairs, is checked by `map_simple`.)
@@ -80,7 +80,10 @@ def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
         for key in profile.confidence_keys:
             if key in text:
                 return None
-    return SimpleAnswer(list(chain.from_iterable(rows)), labels, text, begin, stop)
+    numbers = list(chain.from_iterable(rows))
+    if not set(map(type, numbers)) <= {int, float}:  # strings, booleans, nulls: the general path
+        return None
+    return SimpleAnswer(numbers, labels, text, begin, stop)
 
 
 class MappedBoxes(NamedTuple):
@@ -121,8 +124,8 @@ def map_simple(
         coords = np.fromiter(
             chain.from_iterable(answer.numbers for answer in taken), dtype=np.float64, count=4 * total
         ).reshape(total, 4)
-    except (ValueError, TypeError, OverflowError):  # a value that is not a number: one by one
-        return MappedBoxes(np.empty((0, 4)), np.empty((0, 2), dtype=np.int64), bounds)
+    except OverflowError:  # an integer beyond any float: hand back the answers that hold one
+        return map_simple([answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes)
     system = profile.coords
     indices = [index for index, answer in enumerate(answers) if answer is not None]
     factors = np.array([pixel_factors(system, image_sizes[i], resized_sizes[i]) for i in indices])
@@ -139,6 +142,17 @@ def map_simple(
         if ok:
             bounds[index] = (start, start + count)
     return MappedBoxes(xyxy, spans, bounds)
+
+
+def _fits_floats(answer: SimpleAnswer | None) -> bool:
+    """True when every number of `answer` converts to a float (False for None)."""
+    if answer is None:
+        return False
+    try:
+        np.fromiter(answer.numbers, dtype=np.float64, count=len(answer.numbers))
+    except OverflowError:
+        return False
+    return True
 
 
 def _brace_spans(answers: list[SimpleAnswer], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,7 @@ def _numbers(value: Any, count: int) -> list[float] | None:
             return None
         try:
             numbers.append(float(number))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or an integer beyond any float
             return None
     return numbers
 
