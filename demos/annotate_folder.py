@@ -32,7 +32,7 @@ def annotate_folder(vt: Vistool, src: str, out: Path, classes: list[str], limit:
     # One work item per image; each may carry its own options (e.g. a class list per image).
     items = [WorkItem(path, "detect", {"classes": classes}) for path in source.paths]
     with AnswerCache(out / "answers.jsonl") as cache:  # answers already there are not asked again
-        report = BatchRunner(vt, cache, batch_size=8).run(items)
+        report = BatchRunner(vt, cache).run(items)  # batch size: the backend's default for the budget
     entries = make_entries(report.outcomes, source.relative)  # sorted by relative name: deterministic exports
     names = dataset_classes([entry for entry in entries if entry.outcome.ok])
     boxes = write_coco(out / "coco.json", entries, names)
@@ -61,7 +61,7 @@ def main() -> None:
         from vistool.runtime.tiny import make_tiny_model
 
         model = str(make_tiny_model(Path(tempfile.gettempdir()) / "vistool-tiny-gemma4", seed=0))
-    loaded = load(model, device="cpu" if args.tiny else None, batch_size=8)
+    loaded = load(model, device="cpu" if args.tiny else None)
     vt = Vistool(loaded.backend, budget=args.budget or (70 if args.tiny else None), max_new_tokens=16 if args.tiny else None)
     annotate_folder(vt, args.src, args.out, [name.strip() for name in args.classes.split(",") if name.strip()], args.limit)
 

@@ -44,7 +44,7 @@ class RunOptions:
     """How to run a benchmark: output folder, batch size, cache-only re-scoring, progress bar."""
 
     out: Path
-    batch_size: int = 8
+    batch_size: int | None = None
     rescore: bool = False
     progress: bool = True
     workers: int = 4
@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int)
     model.add_argument("--device")
-    model.add_argument("--batch-size", type=int, default=8)
+    model.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the backend's batch for the budget, at most 64; 8 for a server)")
     model.add_argument("--limit", type=int, help="only the first N samples")
     model.add_argument("--out", type=Path, required=True, help="output folder (answer cache, predictions, report)")
     model.add_argument("--rescore", action="store_true", help="score from the answer cache without running the model")

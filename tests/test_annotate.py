@@ -357,6 +357,32 @@ def test_runner_takes_per_item_options_and_duplicates(tmp_path):
     assert report.outcomes[1].result.provenance["prompt"].count("car, person") == 2
 
 
+class BudgetAwareReplay(ReplayBackend):
+    """A replay backend that, like the local one, names its best batch for a budget."""
+
+    batches: list[int] = []
+
+    def batch_size_for(self, budget: int | None) -> int:
+        return {70: 256, 280: 16}.get(budget, 4)
+
+    def generate(self, requests):
+        self.batches = [*self.batches, len(requests)]
+        return super().generate(requests)
+
+
+def test_runner_batch_defaults_to_the_backend_batch_for_the_budget_capped(tmp_path):
+    src = tmp_path / "imgs"
+    truth = make_folder(src, 5)
+    answer = lambda request: answer_for(request.images[0], truth)  # noqa: E731
+    assert BatchRunner(Vistool(ReplayBackend(answer)), progress=False).batch_size == 8  # no preference: 8
+    assert BatchRunner(Vistool(BudgetAwareReplay(answer), budget=280), progress=False).batch_size == 16
+    assert BatchRunner(Vistool(BudgetAwareReplay(answer), budget=70), progress=False).batch_size == 64  # capped
+    assert BatchRunner(Vistool(BudgetAwareReplay(answer)), progress=False).batch_size == 16  # the family default, 280
+    backend = BudgetAwareReplay(answer)
+    report = BatchRunner(Vistool(backend, budget=280), progress=False).run([WorkItem(path, "detect", {}) for path in sorted(src.iterdir())])
+    assert report.model_calls == 5 and backend.batches == [5]  # five images: one call (up to 16)
+
+
 # ---------------------------------------------------------- other tasks, CLI
 def test_text_and_point_tasks_write_jsonl(tmp_path):
     src, out = tmp_path / "imgs", tmp_path / "out"

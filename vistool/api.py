@@ -38,7 +38,7 @@ def load(
     budget: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     profile: str | None = None,
     thinking: bool = False,
     max_new_tokens: int | None = None,
@@ -49,7 +49,8 @@ def load(
 
     Takes a Hugging Face id or local folder (or, with backend="openai", the served model
     name and the server's `base_url`), an optional default image-token budget (None: each
-    task's own default), device/dtype for local runs, the micro-batch size, the model
+    task's own default), device/dtype for local runs, the micro-batch size (None: a
+    default per budget and device), the model
     family profile name (guessed from the model id when None), whether to think first,
     a default token limit (None: each task's own), the pixel limit for input images,
     and further backend options. Raises ModelLoadError when the model cannot be loaded.

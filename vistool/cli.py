@@ -291,7 +291,7 @@ def annotate_command(
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl (repeat or comma-separate; box tasks default to coco; results.jsonl is always written).")] = None,
     model: ModelOption = DEFAULT_MODEL,
     budget: BudgetOption = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch).")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",

@@ -82,7 +82,7 @@ class AnnotateConfig:
     base_url: str | None = None
     device: str | None = None
     budget: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     max_new_tokens: int | None = None
     thinking: bool = False
     formats: Sequence[str] | None = None
@@ -300,7 +300,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     formats = resolve_formats(config.formats, task)
     if config.draw and not has_boxes(task) and task != "point":
         raise VistoolError(f"--draw needs boxes or points; task {task} gives text only")
-    if config.batch_size < 1:
+    if config.batch_size is not None and config.batch_size < 1:
         raise VistoolError(f"--batch-size must be >= 1 (got {config.batch_size})")
     source = collect_images(config.src, limit=config.limit, exclude=config.out)  # never annotate our own drawings
     names = [source.relative(path) for path in source.paths]

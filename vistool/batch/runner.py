@@ -139,13 +139,33 @@ class _Prepared:
     failure: tuple[Stage, str] | None = None
 
 
+DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
+MAX_DEFAULT_BATCH = 64  # a batch's decoded full-size images (and the next batch's) are held in memory
+
+
+def default_batch_size(vt: Vistool) -> int:
+    """Return how many requests a run sends to `vt`'s backend at once by default.
+
+    A local backend that knows its best micro-batch for an image-token budget
+    (`batch_size_for(budget)`: larger on a GPU, where decoding is bound by per-step
+    overhead) gets that for the run's budget, at most MAX_DEFAULT_BATCH; other
+    backends get DEFAULT_BATCH.
+    """
+    preferred = getattr(vt.backend, "batch_size_for", None)
+    if preferred is None:
+        return DEFAULT_BATCH
+    budget = vt.settings.budget if vt.settings.budget is not None else vt.profile.default_budget
+    return max(1, min(int(preferred(budget)), MAX_DEFAULT_BATCH))
+
+
 class BatchRunner:
     """Run work items through a `Vistool`'s backend in batches, with an answer cache.
 
     Takes the `Vistool` (its backend, model family, default settings and pixel limit are
     used), an optional `AnswerCache` (None: nothing is cached), the number of requests
     sent to the backend at once (`batch_size`; the cache is fsync'd after each batch),
-    the number of image-reading threads (`workers`; 0 reads on the calling thread),
+    (None: the backend's own batch for the run's budget, at most `MAX_DEFAULT_BATCH`, or
+    `DEFAULT_BATCH` for a backend without one), the number of image-reading threads (`workers`; 0 reads on the calling thread),
     `cache_only` (never call the model: an uncached item fails with stage "cache"; used
     to re-score), and whether to show a tqdm progress bar on stderr (`progress`, with
     its label `description`).
@@ -156,12 +176,14 @@ class BatchRunner:
         vt: Vistool,
         cache: AnswerCache | None = None,
         *,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         workers: int = 4,
         cache_only: bool = False,
         progress: bool = True,
         description: str = "vistool",
     ) -> None:
+        if batch_size is None:
+            batch_size = default_batch_size(vt)
         if batch_size < 1:
             raise VistoolError(f"batch size must be >= 1 (got {batch_size})")
         if workers < 0:
