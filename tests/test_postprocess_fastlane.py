@@ -71,6 +71,8 @@ ANSWERS = [
     fenced([{"box_2d": [1, 2, 300, 400], "label": "Car"}, {"box_2d": [5, 6, 700, 800], "label": "cars"}]),  # one class
     fenced([{"box_2d": [1, 2, 300, 400], "label": "cat"}, {"box_2d": [1, 2, 3, 10**400], "label": "dog"}]),  # too big
     fenced([{"box_2d": [1, 2, 300, True], "label": "cat"}]),  # a boolean
+    fenced([{"box_2d": 5, "label": "cat"}]),  # one number
+    fenced([{"box_2d": {"a": 1, "b": 2, "c": 3, "d": 4}, "label": "cat"}]),  # an object of four
 ]
 SIZES = [(640, 480), (1920, 1080), (7, 7), (3000, 40)]
 
@@ -97,7 +99,7 @@ def test_the_lane_takes_clean_answers_and_hands_back_the_rest() -> None:
 
 
 def test_a_number_beyond_any_float_drops_its_item_only() -> None:
-    result = parse_many([ANSWERS[-2]], [(640, 480)])[0]
+    result = parse_many([ANSWERS[-4]], [(640, 480)])[0]
     assert result.detections.data["class_name"].tolist() == ["cat"]
     assert result.diagnostics.reasons() == ["bad_coordinates"]
 

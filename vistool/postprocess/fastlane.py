@@ -69,12 +69,14 @@ def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
     items, begin, stop = loads_strict(text, start, end)
     if type(items) is not list or not items or not profile.label_keys:
         return None
-    try:  # every item an object with the box key and a string label (else KeyError/TypeError)
+    try:  # every item an object with the box key holding four values and a string label
         rows = list(map(itemgetter(profile.box_keys[0]), items))
         labels = list(map(str.strip, map(itemgetter(profile.label_keys[0]), items)))
+        if set(map(len, rows)) != {4}:  # (a string or an object of four fails the number check below)
+            return None
     except (KeyError, TypeError):
         return None
-    if "" in labels or set(map(type, rows)) != {list} or set(map(len, rows)) != {4}:
+    if "" in labels:
         return None
     if set(map(len, items)) != {2}:  # more keys than box and label: a score, perhaps
         for key in profile.confidence_keys:
