@@ -36,6 +36,7 @@ from vistool.postprocess.diagnostics import NOT_AN_ITEM, TRUNCATED, UNPARSEABLE,
 Span = tuple[int, int]
 
 _scan_once = json.JSONDecoder().scan_once
+_strict_loads = _orjson_loads if _orjson_loads is not None else json.loads
 _ws_end = re.compile(r"[ \t\n\r]*").match
 _OPEN = re.compile(r"[\[{]")
 _DIGIT = re.compile(r"\d")
@@ -263,13 +264,16 @@ def loads_strict(text: str, start: int, end: int) -> tuple[Any, int, int]:
     (None, start, start) when the region is anything else (prose, repairs needed, more
     than one value).
     """
-    begin = _ws_end(text, start).end()
-    if not text.startswith("[", begin):
+    begin = _ws_end(text, start, end).end()
+    if not text.startswith("[", begin, end):
         return None, start, start
-    value, stop = _decode_at(text, begin, end)
-    if value is None or stop > end or _ws_end(text, stop, end).end() < end:
+    stop = end
+    while stop > begin and text[stop - 1] in " \t\r\n":
+        stop -= 1
+    try:
+        return _strict_loads(text[begin:stop]), begin, stop
+    except (ValueError, RecursionError):  # orjson's and json's decode errors are ValueErrors
         return None, start, start
-    return value, begin, stop
 
 
 def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:
