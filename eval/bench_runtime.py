@@ -5,6 +5,35 @@ times both paths one image at a time and in batches, greedy, with the same promp
 budget. Prints one table; the overhead column is vistool's time over the bare loop's.
 
     python -m eval.bench_runtime [--model DIR] [--images 32] [--batch-size 8] [--budget 280]
+
+How it times (so that a 5% target means something on a small shared machine): the two
+paths are interleaved micro-batch by micro-batch, not run by run. Each micro-batch of
+`--batch-size` images goes through the bare loop and through `backend.generate`, one
+right after the other (who goes first alternates), `--repeats` times; each path's time is
+its mean over the repeats of the sum over micro-batches. Both paths see the same images
+in the same micro-batches (vistool's length bucketing only reorders rows inside one;
+its gain from bucketing across a whole list is measured in eval/bench_speed.py with
+`--mixed-prompts`), and load from other processes hits both sides of a pair alike.
+Why these choices: timing whole 32-image runs (min of 3, interleaved) gave batch-1
+overheads of +1.6%, +10.1% and +2.9% in three invocations of the same code, and batch-8
+ones of -9.3%, -4.3% and +0.4%. Resampling 3 of 15 (batch 8) or 5 (batch 1) recorded
+repeats of paired micro-batches, the spread (sd) of the overhead was 4.5% / 1.2% with the
+sum of per-micro-batch minima and 2.3% / 0.6% with the mean used here.
+
+Where vistool's own overhead was, and what removed it (paired, interleaved measurements;
+budget 280, 16 new tokens, 1 thread):
+- the prefill/decode timer was a logits processor, and transformers runs
+  `inspect.signature` on every logits processor at every step (0.12 ms a step inside
+  `generate`): `generate` with it +3.3% +- 0.8% over 300 batch-1 pairs; as a stopping
+  criterion (`speed.PhaseTimer`) +0.1% +- 0.5%. Whole path, batch 1, 160 image pairs:
+  +3.0% +- 0.9% -> +0.8% +- 1.0%.
+- length bucketing also reordered rows inside a micro-batch, and the image processor's
+  page faults depend on image order: bench_speed's 8 images in length order took +9% +-
+  2% preprocessing (37k vs 27k page faults a call). Rows now keep the input order.
+- per-row `.item()` calls for token counts and resized sizes: 0.8 -> 0.26 ms per batch of
+  8 (negligible, but free).
+Everything else vistool adds (validation, planning, chat template, decoding the answer)
+is ~0.5 ms an image with the processor and model stubbed out: 0.2-0.3% at batch 1.
 """
 
 from __future__ import annotations
@@ -12,6 +41,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -59,7 +89,11 @@ def vistool_run(backend: TransformersBackend, images: list[Image.Image], batch_s
     """The same work through vistool's runtime (`backend.generate` on request objects)."""
     backend.batch_size = batch_size
     requests = [GenerationRequest(PROMPT, images=[image], budget=budget, max_new_tokens=new_tokens) for image in images]
-    return [response.text for response in backend.generate(requests)]
+    responses = backend.generate(requests)
+    failed = [response.error for response in responses if not response.ok]
+    if failed:  # a failed request returns fast (or is retried alone): its time would mean nothing
+        raise RuntimeError(f"{len(failed)} vistool request(s) failed: {failed[0]}")
+    return [response.text for response in responses]
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -67,6 +101,31 @@ def timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
+
+
+def paired_times(
+    backend: TransformersBackend, images: list[Image.Image], batch_size: int, budget: int, new_tokens: int, repeats: int
+) -> tuple[float, float]:
+    """Time the bare loop and vistool micro-batch by micro-batch, interleaved; return (bare s, vistool s).
+
+    Each micro-batch of `batch_size` images runs through both paths back to back (the
+    order alternates between micro-batches and repeats), `repeats` times. A path's time
+    is its total over all runs divided by `repeats`: the mean time of one pass over the
+    images.
+    """
+    chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    totals = {"bare": 0.0, "vistool": 0.0}
+    for repeat in range(repeats):
+        for index, chunk in enumerate(chunks):
+            runs: list[tuple[str, Callable[[], object]]] = [
+                ("bare", partial(bare_loop, backend, chunk, batch_size, budget, new_tokens)),
+                ("vistool", partial(vistool_run, backend, chunk, batch_size, budget, new_tokens)),
+            ]
+            if (repeat + index) % 2:
+                runs.reverse()
+            for name, run in runs:
+                totals[name] += timed(run)
+    return totals["bare"] / repeats, totals["vistool"] / repeats
 
 
 def main() -> None:
@@ -97,13 +156,7 @@ def main() -> None:
           f"budget={args.budget} new_tokens={args.new_tokens} threads={torch.get_num_threads()}")
     print(f"{'batch':>5} | {'bare s':>8} | {'vistool s':>9} | {'bare img/s':>10} | {'vistool img/s':>13} | {'overhead':>8}")
     for batch_size in (1, args.batch_size):
-        # Interleave the two paths and keep each one's fastest run, so that load from
-        # other processes on the machine penalises neither side more than the other.
-        bare_times, our_times = [], []
-        for _ in range(args.repeats):
-            bare_times.append(timed(lambda: bare_loop(backend, images, batch_size, args.budget, args.new_tokens)))
-            our_times.append(timed(lambda: vistool_run(backend, images, batch_size, args.budget, args.new_tokens)))
-        bare, ours = min(bare_times), min(our_times)
+        bare, ours = paired_times(backend, images, batch_size, args.budget, args.new_tokens, args.repeats)
         print(
             f"{batch_size:>5} | {bare:8.2f} | {ours:9.2f} | {args.images / bare:10.2f} | "
             f"{args.images / ours:13.2f} | {100 * (ours - bare) / bare:+7.1f}%"

@@ -334,7 +334,7 @@ def run_baseline(
         timer.start()
         with torch.inference_mode():
             out = model.generate(
-                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, logits_processor=[timer]
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, stopping_criteria=[timer]
             )
         timer.stop()
         out.tolist()

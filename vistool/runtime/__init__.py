@@ -32,7 +32,7 @@ def make_backend(
     base_url: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     max_concurrency: int = 8,
     engine: str = "auto",
     profile: ModelProfile | str | None = None,
@@ -43,7 +43,8 @@ def make_backend(
     Takes the model (a Hub id or folder for "transformers"; the served model name for
     "openai"), the backend name ("transformers"/"local" or "openai"/"http"), the server
     address for "openai" (default http://127.0.0.1:8000/v1), device/dtype/batch_size
-    for local runs, max_concurrency and engine ("auto", "vllm", "sglang", "transformers",
+    for local runs (batch_size None: a default per budget and device), max_concurrency
+    and engine ("auto", "vllm", "sglang", "transformers",
     "llamacpp", "ollama", "generic") for HTTP, the model family profile (a
     `ModelProfile` or its name; guessed from `model` when None) and further options of
     the chosen class (`TransformersBackend`: trust_remote_code, revision;
