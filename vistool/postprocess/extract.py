@@ -243,18 +243,46 @@ def brace_spans(text: str, begin: int, stop: int, count: int) -> np.ndarray | No
     """Return the spans (count, 2) of `count` flat objects, when every brace in text[begin:stop] is theirs.
 
     Returns None when text[begin:stop] holds any other number of "{" or "}" (a brace
-    inside a string, a nested object). Positions come from str.split and running sums.
+    inside a string, a nested object).
     """
-    segment = text[begin:stop]
-    opens, closes = segment.split("{"), segment.split("}")
-    if len(opens) != count + 1 or len(closes) != count + 1:
-        return None
-    spans = np.empty((count, 2), dtype=np.int64)
-    spans[:, 0] = np.fromiter(map(len, opens[:count]), dtype=np.int64, count=count).cumsum()
-    spans[:, 1] = np.fromiter(map(len, closes[:count]), dtype=np.int64, count=count).cumsum()
-    spans += np.arange(begin, begin + count)[:, None]  # the braces before each one
-    spans[:, 1] += 1
-    return spans
+    spans, flat = brace_spans_many([text], [begin], [stop], [count])
+    return spans if flat[0] else None
+
+
+def brace_spans_many(
+    texts: Sequence[str], begins: Sequence[int], stops: Sequence[int], counts: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the item spans of several JSON lists of flat objects at once, from their braces.
+
+    Takes, per list, its text, where the list begins and stops in it, and its item
+    count. Returns (spans, flat): spans is an int array (total items, 2) of (start, end)
+    in each list's own text; flat is a bool per list, True when it holds exactly one "{"
+    and one "}" per item (flat objects, no brace inside a string), the only case where
+    its spans are right (the rows of other lists are -1). The lists are joined and
+    scanned as one array of code points (a byte each when the text is ASCII).
+    """
+    pieces = [text[begin:stop] for text, begin, stop in zip(texts, begins, stops)]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    piece_starts = np.cumsum(lengths) - lengths
+    joined = "".join(pieces)
+    if joined.isascii():
+        chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    else:
+        chars = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    opens, closes = np.flatnonzero(chars == ord("{")), np.flatnonzero(chars == ord("}"))
+    expected = np.array(counts, dtype=np.int64)
+    edges = np.append(piece_starts, len(chars))
+    flat = (np.diff(np.searchsorted(opens, edges)) == expected) & (np.diff(np.searchsorted(closes, edges)) == expected)
+    shift = np.repeat(np.array(begins, dtype=np.int64) - piece_starts, expected)
+    if flat.all():
+        return np.stack([opens + shift, closes + 1 + shift], axis=1), flat
+    spans = np.full((int(expected.sum()), 2), -1, dtype=np.int64)
+    rows_flat = np.repeat(flat, expected)
+    open_owner = np.searchsorted(edges, opens, side="right") - 1
+    close_owner = np.searchsorted(edges, closes, side="right") - 1
+    spans[rows_flat, 0] = opens[flat[open_owner]] + shift[rows_flat]
+    spans[rows_flat, 1] = closes[flat[close_owner]] + 1 + shift[rows_flat]
+    return spans, flat
 
 
 def loads_strict(text: str, start: int, end: int) -> tuple[Any, int, int]:

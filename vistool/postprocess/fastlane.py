@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vistool.postprocess.extract import fenced_regions, loads_strict
+from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
 
@@ -140,7 +140,9 @@ def map_simple(
     # column: numpy reduces a 2-wide axis slowly.
     good = (x1 >= 0) & (y1 >= 0) & (x2 <= limits[:, 0]) & (y2 <= limits[:, 1]) & (x2 > x1) & (y2 > y1)
     starts = np.cumsum([0] + counts[:-1])
-    spans, flat = _brace_spans(taken, counts)
+    spans, flat = brace_spans_many(
+        [answer.text for answer in taken], [answer.begin for answer in taken], [answer.stop for answer in taken], counts
+    )
     answer_good = (np.logical_and.reduceat(good, starts) & flat).tolist()
     for index, start, count, ok in zip(indices, starts.tolist(), counts, answer_good):
         if ok:
@@ -157,39 +159,3 @@ def _fits_floats(answer: SimpleAnswer | None) -> bool:
     except OverflowError:
         return False
     return True
-
-
-def _brace_spans(answers: list[SimpleAnswer], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Find every item's span, for all answers at once, from the braces in their lists.
-
-    Takes the answers and their item counts. Returns (spans, flat): spans is an int
-    array (total items, 2) of (start, end) in each answer's own text; flat is a bool per
-    answer, True when its list holds exactly one "{" and one "}" per item (the items
-    are flat objects and no string holds a brace), the only case where the spans are
-    right. The lists are joined and scanned as one array of code points (one byte each
-    when the text is ASCII, four otherwise).
-    """
-    pieces = [answer.text[answer.begin : answer.stop] for answer in answers]
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    piece_starts = np.cumsum(lengths) - lengths
-    joined = "".join(pieces)
-    if joined.isascii():
-        chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-    else:
-        chars = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-    opens, closes = np.flatnonzero(chars == ord("{")), np.flatnonzero(chars == ord("}"))
-    expected = np.array(counts)
-    edges = np.append(piece_starts, len(chars))
-    flat = (np.diff(np.searchsorted(opens, edges)) == expected) & (np.diff(np.searchsorted(closes, edges)) == expected)
-    begins = np.array([answer.begin for answer in answers], dtype=np.int64)
-    if flat.all():
-        shift = np.repeat(begins - piece_starts, counts)
-        return np.stack([opens + shift, closes + 1 + shift], axis=1), flat
-    spans = np.full((int(expected.sum()), 2), -1, dtype=np.int64)  # only flat answers' rows are filled
-    rows_flat = np.repeat(flat, counts)
-    open_owner = np.searchsorted(edges, opens, side="right") - 1
-    close_owner = np.searchsorted(edges, closes, side="right") - 1
-    shift = np.repeat(begins - piece_starts, counts)[rows_flat]
-    spans[rows_flat, 0] = opens[flat[open_owner]] + shift
-    spans[rows_flat, 1] = closes[flat[close_owner]] + 1 + shift
-    return spans, flat
