@@ -117,7 +117,8 @@ def map_simple(
     list holds braces that are not its items' own (inside strings). Returns `MappedBoxes`.
     """
     bounds: list[tuple[int, int] | None] = [None] * len(answers)
-    taken = [answer for answer in answers if answer is not None]
+    indices = [index for index, answer in enumerate(answers) if answer is not None]
+    taken = [answers[index] for index in indices]
     counts = [len(answer.labels) for answer in taken]
     total = sum(counts)
     if not total:
@@ -129,7 +130,6 @@ def map_simple(
     except OverflowError:  # an integer beyond any float: hand back the answers that hold one
         return map_simple([answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes)
     system = profile.coords
-    indices = [index for index, answer in enumerate(answers) if answer is not None]
     factors = np.array([pixel_factors(system, image_sizes[i], resized_sizes[i]) for i in indices])
     scale = np.tile(np.repeat(factors, counts, axis=0), 2)
     coords = swap_columns(coords, system)
