@@ -163,9 +163,9 @@ class BatchRunner:
 
     Takes the `Vistool` (its backend, model family, default settings and pixel limit are
     used), an optional `AnswerCache` (None: nothing is cached), the number of requests
-    sent to the backend at once (`batch_size`; the cache is fsync'd after each batch),
-    (None: the backend's own batch for the run's budget, at most `MAX_DEFAULT_BATCH`, or
-    `DEFAULT_BATCH` for a backend without one), the number of image-reading threads (`workers`; 0 reads on the calling thread),
+    sent to the backend at once (`batch_size`; the cache is fsync'd after each batch;
+    None: `default_batch_size`), the number of image-reading threads (`workers`; 0
+    reads on the calling thread),
     `cache_only` (never call the model: an uncached item fails with stage "cache"; used
     to re-score), and whether to show a tqdm progress bar on stderr (`progress`, with
     its label `description`).
