@@ -46,6 +46,7 @@ from vistool.batch.export import (
     write_voc,
     write_yolo,
 )
+from vistool.batch.outpaths import unique_safe_names
 from vistool.batch.runner import BatchRunner, RunReport, WorkItem
 from vistool.batch.sources import collect_images
 from vistool.errors import VistoolError
@@ -303,7 +304,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     if config.batch_size is not None and config.batch_size < 1:
         raise VistoolError(f"--batch-size must be >= 1 (got {config.batch_size})")
     source = collect_images(config.src, limit=config.limit, exclude=config.out)  # never annotate our own drawings
-    names = [source.relative(path) for path in source.paths]
+    names = list(unique_safe_names(source.relative(path) for path in source.paths).values())
     if {"yolo", "voc"} & set(formats):
         clashes = stem_collisions(names)
         if clashes:

@@ -31,6 +31,7 @@ import numpy as np
 import supervision as sv
 from supervision.config import CLASS_NAME_DATA_FIELD
 
+from vistool.batch.outpaths import path_inside, unique_safe_names
 from vistool.batch.runner import Outcome
 from vistool.errors import VistoolError
 from vistool.io.images import load_image
@@ -72,12 +73,17 @@ class Entry:
 
 
 def make_entries(outcomes: Iterable[Outcome], name: Callable[[Path], str]) -> list[Entry]:
-    """Pair each outcome with its image's relative name (`name(path)`), sorted by that name.
+    """Pair each outcome with its image's output name, sorted by that name.
 
-    Items that share a name (the same file listed twice with other options) keep their
-    input order.
+    Takes the outcomes and `name(path)`, the image's name relative to the source root.
+    The output name is that name made safe (`outpaths.unique_safe_names`: relative, no
+    "..", unique), computed here once for every writer. Items that share a name (the
+    same file listed twice with other options) keep their input order.
     """
-    entries = [Entry(name(Path(outcome.item.image)), outcome) for outcome in outcomes]
+    outcomes = list(outcomes)
+    names = [name(Path(outcome.item.image)) for outcome in outcomes]
+    safe = unique_safe_names(names)
+    entries = [Entry(safe[given], outcome) for given, outcome in zip(names, outcomes)]
     return sorted(entries, key=lambda entry: entry.name)
 
 
@@ -339,7 +345,7 @@ def write_yolo(folder: Path, entries: Sequence[Entry], classes: Sequence[str]) -
     def build(temp: Path) -> None:
         sv.DetectionDataset(classes=list(classes), images=[], annotations={}).as_yolo(data_yaml_path=str(temp / "data.yaml"))
         for subfolder, group in _by_folder(usable):
-            labels = temp / "labels" / subfolder
+            labels = path_inside(temp / "labels", subfolder)
             to_detection_dataset(group, classes).as_yolo(annotations_directory_path=str(labels))
 
     replace_folder(folder, build)
@@ -354,14 +360,17 @@ def write_voc(folder: Path, entries: Sequence[Entry], classes: Sequence[str]) ->
     def build(temp: Path) -> None:
         temp.mkdir(parents=True, exist_ok=True)
         for subfolder, group in _by_folder(usable):
-            to_detection_dataset(group, classes).as_pascal_voc(annotations_directory_path=str(temp / subfolder))
+            to_detection_dataset(group, classes).as_pascal_voc(annotations_directory_path=str(path_inside(temp, subfolder)))
 
     replace_folder(folder, build)
 
 
 def _refuse_stem_collisions(entries: Sequence[Entry], what: str) -> None:
-    """Raise VistoolError when two images would write the same label file."""
-    clashes = stem_collisions(entry.name for entry in entries)
+    """Raise VistoolError when two images would write the same label file.
+
+    The label file is named after the image file's stem, in the folder of its output name.
+    """
+    clashes = stem_collisions(str(PurePosixPath(entry.name).parent / entry.path.name) for entry in entries)
     if clashes:
         listed = "; ".join(f"{a} and {b}" for a, b in clashes[:5])
         raise VistoolError(f"{what} export needs one image per folder and file stem, but found {listed}")
@@ -375,7 +384,7 @@ def draw_results(folder: Path, entries: Sequence[Entry], max_pixels: int | None 
     def draw_one(entry: Entry, temp: Path) -> None:
         loaded = load_image(entry.path, max_pixels=max_pixels)
         drawn = entry.result.annotate(loaded.image)
-        target = temp / entry.name
+        target = path_inside(temp, entry.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         options = {"quality": 90} if target.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
         drawn.save(target, **options)

@@ -90,6 +90,7 @@ def collect_images(
     unique = list({os.path.normpath(p): Path(os.path.normpath(p)) for p in paths}.values())
     if exclude is not None:
         unique = [p for p in unique if not _inside(p, Path(exclude))]
+    root = _covering_root(root, unique)
     unique.sort(key=lambda p: relative_name(p, root))
     if limit is not None:
         if limit < 0:
@@ -133,6 +134,18 @@ def _glob_root(pattern: str) -> Path:
             break
         fixed.append(part)
     return Path(*fixed) if fixed else Path(".")
+
+
+def _covering_root(root: Path, paths: Sequence[Path]) -> Path:
+    """Return `root` when every path lies under it, else the deepest folder above `root`
+    and all the paths (a glob such as "a*/../../b/*.jpg" matches files outside its fixed
+    prefix; naming them relative to the covering folder keeps ".." out of every name)."""
+    if all(_inside(path, root) for path in paths):
+        return root
+    try:
+        return Path(os.path.commonpath([os.path.abspath(root), *(os.path.abspath(p.parent) for p in paths)]))
+    except ValueError:  # different drives: names fall back to absolute paths, made safe by the exporters
+        return root
 
 
 def _common_root(paths: Sequence[Path]) -> Path:
