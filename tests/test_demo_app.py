@@ -26,7 +26,7 @@ import pytest
 from vistool.tasks import TASKS, TaskResult
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "demos" / "examples"
+EXAMPLES = REPO / "vistool" / "app" / "examples"
 ARTIFACTS = REPO / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -238,7 +238,7 @@ def box_2d(x1: float, y1: float, x2: float, y2: float, width: int, height: int) 
     return [round(y1 / height * 1000), round(x1 / width * 1000), round(y2 / height * 1000), round(x2 / width * 1000)]
 
 
-# Where things are in the examples (pixels), from demos/examples/make_examples.py.
+# Where things are in the examples (pixels), from demos/make_examples.py.
 SHAPES = [("circle", (40, 40, 160, 160)), ("square", (200, 60, 300, 160)), ("triangle", (340, 40, 460, 160)),
           ("star", (86, 214, 154, 280)), ("star", (296, 214, 364, 280))]
 ELEMENTS = [("text", "Acme Cloud", (28, 14, 145, 37)), ("link", "Pricing", (606, 16, 655, 36)),

@@ -20,7 +20,7 @@ from vistool.runtime.replay import ReplayBackend
 from vistool.runtime.types import GenerationResponse
 from vistool.tasks import TASKS, TaskResult
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "demos" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "vistool" / "app" / "examples"
 TAB = {spec.name: spec for spec in TABS}
 
 # Answers in Gemma 4's format for shapes.png (480 x 320): the red circle spans

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.coco import STAT_NAMES, CocoDataset, detections_to_results, main, score_coco
+from vistool.evaluation.coco import STAT_NAMES, CocoDataset, detections_to_results, main, score_coco
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO100 = SHARED / "coco-val2014-100"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.common import (
+from vistool.evaluation.common import (
     align_predictions,
     box_iou,
     breakdown,
@@ -18,7 +18,7 @@ from eval.common import (
     point_in_box,
     read_records,
 )
-from eval.report import to_markdown, write_report
+from vistool.evaluation.report import to_markdown, write_report
 
 
 def test_parse_point_and_box() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from eval.ocr import Normalization, OcrSample, main, normalize_text, read_ocr, score_ocr, score_texts
+from vistool.evaluation.ocr import Normalization, OcrSample, main, normalize_text, read_ocr, score_ocr, score_texts
 
 
 def test_known_cer_and_wer() -> None:

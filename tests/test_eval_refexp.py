@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.refexp import RefExpSample, main, read_refexp, score_refexp
+from vistool.evaluation.refexp import RefExpSample, main, read_refexp, score_refexp
 
 GT = (0.0, 0.0, 10.0, 10.0)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.run import RunOptions, evaluate_coco, evaluate_ocr, evaluate_refexp, evaluate_screenspot, main
+from vistool.evaluation.run import RunOptions, evaluate_coco, evaluate_ocr, evaluate_refexp, evaluate_screenspot, main
 from tests.conftest import shared_data
 from vistool.api import Vistool
 from vistool.postprocess import format_answer

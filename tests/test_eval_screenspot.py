@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.screenspot import main, read_screenspot, score_clicks, score_predictions_file
+from vistool.evaluation.screenspot import main, read_screenspot, score_clicks, score_predictions_file
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OMNI_LOG = SHARED / "screenspot-pro-omniparser" / "logs_sspro_omniv2.jsonl"

@@ -339,9 +339,9 @@ def demo_command(
 def eval_command(ctx: typer.Context) -> None:
     """Evaluate on a benchmark (coco, screenspot, ocr, refexp), or score a predictions file (score ...).
 
-    `vistool eval --help` lists the arguments; they are those of `python -m eval.run`.
+    `vistool eval --help` lists the arguments; they are those of `python -m vistool.evaluation.run`.
     """
-    from eval.run import main as run_eval
+    from vistool.evaluation.run import main as run_eval
 
     raise typer.Exit(run_eval(list(ctx.args)))
 

@@ -35,7 +35,7 @@ from vistool.tasks import TASKS, TaskResult
 logger = logging.getLogger(__name__)
 
 # Where the example inputs live in a source checkout (absent from a wheel install).
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demos" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Images with more pixels are refused with a message (checked from the file header).
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_FRAMES = 32

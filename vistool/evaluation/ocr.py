@@ -29,7 +29,7 @@ Metrics:
 
 CLI::
 
-    python -m eval.ocr score GT.jsonl PRED.jsonl [--casefold] [--no-nfkc] [--strip-punctuation] [--report out/ocr]
+    python -m vistool.evaluation.ocr score GT.jsonl PRED.jsonl [--casefold] [--no-nfkc] [--strip-punctuation] [--report out/ocr]
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from typing import Any
 
 import jiwer
 
-from eval.common import align_predictions, load_predictions, ratio, read_jsonl, resolve_image, take
-from eval.report import emit
+from vistool.evaluation.common import align_predictions, load_predictions, ratio, read_jsonl, resolve_image, take
+from vistool.evaluation.report import emit
 
 PREDICTION_KEYS = ("text", "prediction")
 _WHITESPACE = re.compile(r"\s+")
@@ -191,7 +191,7 @@ def score_ocr(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``score GT.jsonl PRED.jsonl`` prints a markdown report. Returns 0."""
-    parser = argparse.ArgumentParser(prog="python -m eval.ocr", description="OCR evaluation (CER, WER, exact match)")
+    parser = argparse.ArgumentParser(prog="python -m vistool.evaluation.ocr", description="OCR evaluation (CER, WER, exact match)")
     sub = parser.add_subparsers(dest="command", required=True)
     score_p = sub.add_parser("score", help="score predicted texts")
     score_p.add_argument("gt")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eval.common import write_json
+from vistool.evaluation.common import write_json
 
 
 def _fmt(value: Any, digits: int) -> str:

@@ -1,18 +1,18 @@
 """Run a model on a benchmark: reader -> prompts -> batch engine (cache, resume) -> scorer -> report.
 
-Each benchmark is a reader (eval.coco / screenspot / ocr / refexp), the work items it asks
+Each benchmark is a reader (vistool.evaluation.coco / screenspot / ocr / refexp), the work items it asks
 for (one task call per image, with that image's options), how a task result becomes a
 prediction, and the scorer; the model is a separate object (`vistool.api.Vistool`), as in
 lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` with an answer
 cache in OUT, so an interrupted evaluation resumes, and `--rescore` re-scores from the cache.
 
-    python -m eval.run coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
-    python -m eval.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT
-    python -m eval.run ocr --data FILE.jsonl --images DIR --out OUT
-    python -m eval.run refexp --data FILE.jsonl --images DIR --out OUT
+    python -m vistool.evaluation.run coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
+    python -m vistool.evaluation.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT
+    python -m vistool.evaluation.run ocr --data FILE.jsonl --images DIR --out OUT
+    python -m vistool.evaluation.run refexp --data FILE.jsonl --images DIR --out OUT
     (also `vistool eval ...` with the same arguments)
-    python -m eval.run score coco GT.json RESULTS.json     # score an existing predictions file
-    python -m eval.run score screenspot PREDICTIONS.jsonl  # (any of coco, screenspot, ocr, refexp)
+    python -m vistool.evaluation.run score coco GT.json RESULTS.json     # score an existing predictions file
+    python -m vistool.evaluation.run score screenspot PREDICTIONS.jsonl  # (any of coco, screenspot, ocr, refexp)
 
 Scores for COCO detections: the log-prob confidence of each box when the backend gives
 log-probs, else the constant `--constant-score` (default 1.0, which makes AP the precision
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.coco import CocoDataset, detections_to_results
-from eval.ocr import read_ocr, score_ocr
-from eval.refexp import read_refexp, score_refexp
-from eval.report import write_report
-from eval.screenspot import read_screenspot, score_clicks
+from vistool.evaluation.coco import CocoDataset, detections_to_results
+from vistool.evaluation.ocr import read_ocr, score_ocr
+from vistool.evaluation.refexp import read_refexp, score_refexp
+from vistool.evaluation.report import write_report
+from vistool.evaluation.screenspot import read_screenspot, score_clicks
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
 from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
@@ -202,7 +202,7 @@ def evaluate_refexp(vt: Vistool, data: str | Path, images_dir: str | Path | None
 
 # --------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
-    """The argument parser of `python -m eval.run` / `vistool eval`."""
+    """The argument parser of `python -m vistool.evaluation.run` / `vistool eval`."""
     parser = argparse.ArgumentParser(prog="vistool eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", default="google/gemma-4-E2B-it", help="Hugging Face id, local folder, or served model name")

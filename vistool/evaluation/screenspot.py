@@ -20,9 +20,9 @@ exactly 2 finite numbers is wrong and counted as a format error.
 
 CLI::
 
-    python -m eval.screenspot score PRED.jsonl [--edges inclusive|half_open] [--report out/sspro]
-    python -m eval.screenspot score PRED.jsonl --annotations ANNOTATIONS [--images-dir DIR]
-    python -m eval.screenspot list ANNOTATIONS [--limit N]
+    python -m vistool.evaluation.screenspot score PRED.jsonl [--edges inclusive|half_open] [--report out/sspro]
+    python -m vistool.evaluation.screenspot score PRED.jsonl --annotations ANNOTATIONS [--images-dir DIR]
+    python -m vistool.evaluation.screenspot list ANNOTATIONS [--limit N]
 
 The first form scores a self-contained log (each line carries ``bbox`` [x1, y1, x2, y2],
 ``pred``, and optionally ``correctness`` and the ui_type/group/platform/application
@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eval.common import (
+from vistool.evaluation.common import (
     Box,
     EdgeRule,
     accuracy_entry,
@@ -56,7 +56,7 @@ from eval.common import (
     resolve_image,
     take,
 )
-from eval.report import emit
+from vistool.evaluation.report import emit
 
 Variant = Literal["v1", "v2", "pro"]
 PREDICTION_KEYS = ("pred", "point", "prediction")
@@ -211,7 +211,7 @@ def score_clicks(
 
     ``predictions`` maps sample id -> ``[x, y]`` pixel point (or is a sequence aligned
     with ``samples``). A missing or malformed point is wrong and a format error.
-    ``edges`` is the point-in-box rule (see ``eval.common.point_in_box``).
+    ``edges`` is the point-in-box rule (see ``vistool.evaluation.common.point_in_box``).
     """
     flags: list[bool] = []
     per_sample: list[dict[str, Any]] = []
@@ -292,7 +292,7 @@ def score_predictions_file(path: str | Path, edges: EdgeRule = "inclusive") -> G
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``score PRED`` prints a markdown report; ``list ANNOTATIONS`` prints samples. Returns 0."""
-    parser = argparse.ArgumentParser(prog="python -m eval.screenspot", description="ScreenSpot GUI grounding evaluation")
+    parser = argparse.ArgumentParser(prog="python -m vistool.evaluation.screenspot", description="ScreenSpot GUI grounding evaluation")
     sub = parser.add_subparsers(dest="command", required=True)
     score_p = sub.add_parser("score", help="score click predictions")
     score_p.add_argument("predictions")

@@ -23,7 +23,7 @@ ground-truth box, edges inclusive).
 
 CLI::
 
-    python -m eval.refexp score GT.jsonl PRED.jsonl [--box-format xywh|xyxy] [--iou 0.5] [--report out/refcoco]
+    python -m vistool.evaluation.refexp score GT.jsonl PRED.jsonl [--box-format xywh|xyxy] [--iou 0.5] [--report out/refcoco]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.common import (
+from vistool.evaluation.common import (
     Box,
     BoxFormat,
     align_predictions,
@@ -50,7 +50,7 @@ from eval.common import (
     resolve_image,
     take,
 )
-from eval.report import emit
+from vistool.evaluation.report import emit
 
 PREDICTION_KEYS = ("bbox", "box", "prediction")
 
@@ -168,7 +168,7 @@ def score_refexp(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``score GT.jsonl PRED.jsonl`` prints a markdown report. Returns 0."""
-    parser = argparse.ArgumentParser(prog="python -m eval.refexp", description="Referring-expression evaluation")
+    parser = argparse.ArgumentParser(prog="python -m vistool.evaluation.refexp", description="Referring-expression evaluation")
     sub = parser.add_subparsers(dest="command", required=True)
     score_p = sub.add_parser("score", help="score predicted boxes")
     score_p.add_argument("gt")

@@ -1,6 +1,6 @@
-"""Make the demo's example inputs (committed next to this file; all generated, none downloaded).
+"""Make the demo's example inputs (committed in vistool/app/examples; all generated, none downloaded).
 
-    python demos/examples/make_examples.py [--chromium /usr/bin/chromium]
+    python demos/make_examples.py [--chromium /usr/bin/chromium]
 
 shapes.png      coloured shapes (detect, ground, point, caption, ask)
 document.png    rendered text: a small receipt (OCR, ask)
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "vistool" / "app" / "examples"
 
 PAGE = """<!doctype html><html><head><style>
 body { font-family: sans-serif; margin: 0; background: #f4f6fa; }
@@ -106,7 +106,7 @@ def make_clip(path: Path) -> None:
 
 
 def main() -> None:
-    """Write every example next to this file."""
+    """Write every example into vistool/app/examples (shipped with the package)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium used to render screenshot.png")
     args = parser.parse_args()

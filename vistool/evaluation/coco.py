@@ -11,8 +11,8 @@ printed. ``detections_to_results`` turns pixel boxes with label names into such 
 
 CLI::
 
-    python -m eval.coco score GT.json RESULTS.json [--categories person,dog] [--limit N] [--report out/coco]
-    python -m eval.coco list GT.json [--images-dir DIR] [--limit N] [--categories ...]
+    python -m vistool.evaluation.coco score GT.json RESULTS.json [--categories person,dog] [--limit N] [--report out/coco]
+    python -m vistool.evaluation.coco list GT.json [--images-dir DIR] [--limit N] [--categories ...]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from eval.common import Box, as_number, parse_box, read_json, resolve_image, take
-from eval.report import emit
+from vistool.evaluation.common import Box, as_number, parse_box, read_json, resolve_image, take
+from vistool.evaluation.report import emit
 
 # The order of COCOeval.stats, named as the issue and most papers name them.
 STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -341,7 +341,7 @@ def _split_list(value: str | None) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``score GT RESULTS`` prints a markdown report (with pycocotools' summary); ``list GT`` prints samples. Returns 0."""
-    parser = argparse.ArgumentParser(prog="python -m eval.coco", description="COCO detection evaluation")
+    parser = argparse.ArgumentParser(prog="python -m vistool.evaluation.coco", description="COCO detection evaluation")
     sub = parser.add_subparsers(dest="command", required=True)
     score_p = sub.add_parser("score", help="score a COCO results json against an instances json")
     score_p.add_argument("gt")
