@@ -23,7 +23,7 @@ from vistool.errors import VistoolError
 from vistool.io.images import ImageInput, LoadedImage, load_image
 from vistool.io.video import sample_video
 from vistool.profiles import get_profile
-from vistool.runtime.backend import Backend
+from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
 
@@ -141,7 +141,7 @@ class Vistool:
                 loaded.append(TaskResult(task=spec.name, source=_describe(item), image_size=(0, 0), error=str(error)))
         pending = [(index, item) for index, item in enumerate(loaded) if isinstance(item, LoadedImage)]
         requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
-        responses = self.backend.generate(requests) if requests else []
+        responses = answer_requests(self.backend, requests) if requests else []
         results: list[TaskResult] = [item for item in loaded]  # type: ignore[misc]
         for (index, image), request, response in zip(pending, requests, responses):
             results[index] = interpret(spec, self.profile, options, request, response, image.size, image.source)
@@ -182,9 +182,49 @@ class Vistool:
         """List a screenshot's elements: type, visible text, box, interactive."""
         return self.run("gui_elements", images, {}, **settings)
 
-    def gui_ground(self, images: Any, instruction: str, **settings: Any) -> Any:
-        """Find the element to act on for an instruction: its box and click point."""
-        return self.run("gui_ground", images, {"instruction": instruction}, **settings)
+    def gui_ground(self, images: Any, instruction: str, *, marks: bool = False,
+                   elements: Sequence[dict] | None = None, **settings: Any) -> Any:
+        """Find the element to act on for an instruction: its box and click point.
+
+        With `marks=True` (set-of-marks), the screenshot's elements (`elements`, else
+        found first with `gui_elements`) are drawn as numbered marks, the model picks a
+        mark id on that marked image, and the id is mapped back to the element's box and
+        click (its centre): `extras` mark, box, label, click, element and elements.
+        """
+        if not marks:
+            return self.run("gui_ground", images, {"instruction": instruction}, **settings)
+        from vistool.postprocess.marks import draw_marks
+
+        single = not isinstance(images, (list, tuple))
+        results = []
+        for item in [images] if single else list(images):
+            try:
+                loaded = load_image(item, max_pixels=self.max_pixels)
+            except VistoolError as error:
+                if single:
+                    raise
+                results.append(TaskResult(task="gui_mark", source=_describe(item), image_size=(0, 0), error=str(error)))
+                continue
+            found = elements
+            if found is None:
+                listed = self.gui_elements(loaded, **settings)
+                if not listed.ok or not listed.extras.get("elements"):
+                    results.append(replace(listed, task="gui_mark", error=listed.error or "no user-interface elements found to mark"))
+                    continue
+                found = listed.extras["elements"]
+            marked = LoadedImage(draw_marks(loaded.image, found), loaded.width, loaded.height, loaded.source)
+            results.append(self.run("gui_mark", marked, {"instruction": instruction, "elements": list(found)}, **settings))
+        return results[0] if single else results
+
+    def classify(self, images: Any, labels: str | Sequence[str], **settings: Any) -> Any:
+        """Choose each image's label from `labels`, with a probability for every label.
+
+        Each label is scored as the model's whole answer (its token log-probability; one
+        forward pass over the prompt and one over all the labels, on backends that can
+        score: the local one). Returns results with `extras` labels, probabilities (sum
+        to 1), logprobs, label (the most probable), confidence and coverage.
+        """
+        return self.run("classify", images, {"labels": labels}, **settings)
 
     def video(
         self,
@@ -194,26 +234,47 @@ class Vistool:
         locate: str | None = None,
         frames: int = 32,
         fps: float | None = None,
+        audio: bool = False,
         **settings: Any,
     ) -> TaskResult:
         """Ask about a video (frames sampled with their timestamps), or with `locate=` find
         when an event happens (`extras["start_s"]`, `extras["end_s"]`).
 
         Takes the video path, the question (or the event to locate), and how to sample:
-        `frames` uniformly (at most 32) or `fps`. Returns one result; the sampled frames'
-        timestamps are in `extras["timestamps"]`.
+        `frames` uniformly (at most 32) or `fps`, and whether the model also hears the
+        clip's sound track (`audio=True`: up to the family's limit, 30 s for Gemma 4, from
+        the start; families and models without audio refuse). Returns one result; the
+        sampled frames' timestamps are in `extras["timestamps"]`, the seconds of audio
+        heard in `extras["audio_seconds"]`.
         """
         if (question is None) == (locate is None):
             raise VistoolError("give a question, or an event with locate=, (one of the two)")
+        sound = self._audio_of(path) if audio else None
         spec = TASKS["video_locate" if locate else "video"]
         clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
         request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
-        request = replace(request, budget=self.profile.video_budget)  # frames use the family's video budget
+        request = replace(request, budget=self.profile.video_budget, audio=sound)  # frames use the family's video budget
         response = self.backend.generate([request])[0]
         result = interpret(spec, self.profile, options, request, response, clip.size, clip.source)
         result.extras["timestamps"] = list(clip.timestamps)
+        if sound is not None:
+            result.extras.update(audio_seconds=sound.duration, audio_clipped=sound.clipped)
         return result
+
+    def _audio_of(self, path: str | Path):
+        """Read a video's sound track, up to the family's limit; refuse clearly when the
+        family or the model does not hear."""
+        from vistool.io.audio import read_audio
+
+        if self.profile.audio_seconds is None:
+            raise VistoolError(f"model family {self.profile.name!r} takes no audio (use audio=False)")
+        if not getattr(self.backend, "accepts_audio", False):
+            raise VistoolError(
+                f"{self.backend.model_id!r} on the {type(self.backend).__name__} cannot hear audio "
+                "(Gemma 4 E2B/E4B on the local transformers backend do; 26B and 31B have no audio encoder)"
+            )
+        return read_audio(path, max_seconds=self.profile.audio_seconds)
 
     def generate(self, requests: Sequence[GenerationRequest]):
         """Pass raw generation requests to the backend (for prompts of your own)."""

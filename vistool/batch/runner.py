@@ -37,6 +37,7 @@ from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
 from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import LoadedImage, load_image
+from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
 
@@ -332,7 +333,7 @@ class BatchRunner:
         requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders]  # type: ignore[union-attr]
         self.model_calls += len(requests)
         try:
-            responses = self.vt.backend.generate(requests)
+            responses = answer_requests(self.vt.backend, requests)  # generated, or scored (choices)
             if len(responses) != len(requests):
                 raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
         except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on

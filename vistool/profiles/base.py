@@ -73,6 +73,9 @@ class ModelProfile:
       video_budget: budget per video frame.
       budget_kwarg: the image-processor keyword that carries the budget.
       extra: free-form settings for the runtime.
+      answer_end: the token that ends the model's answer (its end of turn), scored after
+        each choice when classifying by log-probability (None: the tokenizer's eos).
+      audio_seconds: the most seconds of audio the family hears (None: it takes no audio).
 
     Answer fields (read by vistool.postprocess):
       coords: the coordinate convention (order, scale, bin offset, quantisation).
@@ -99,6 +102,8 @@ class ModelProfile:
     video_budget: int | None = None
     budget_kwarg: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    answer_end: str | None = None
+    audio_seconds: float | None = None
     coords: CoordSystem = CoordSystem()
     readers: Mapping[str, Reader] = field(default_factory=dict)
     box_keys: tuple[str, ...] = ("box_2d",)

@@ -14,6 +14,8 @@ PROFILE = ModelProfile(
     default_budget=280,
     video_budget=70,
     budget_kwarg="max_soft_tokens",
+    answer_end="<turn|>",  # the model closes its turn after the answer
+    audio_seconds=30.0,  # E2B/E4B hear up to 30 s (40 ms per audio token); 26B/31B have no audio encoder
     coords=CoordSystem(order="yx", scale=1000.0),
     readers=JSON_READERS,
     box_keys=("box_2d",),

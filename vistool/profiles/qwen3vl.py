@@ -10,6 +10,7 @@ from vistool.profiles.base import CoordSystem, ModelProfile
 PROFILE = ModelProfile(
     name="qwen3vl",
     coords=CoordSystem(order="xy", scale=1000.0),
+    answer_end="<|im_end|>",  # the end of the assistant turn
     readers=JSON_READERS,
     box_keys=("bbox_2d",),
     point_keys=("point_2d",),

@@ -26,6 +26,39 @@ class Backend(Protocol):
         ...
 
 
+# A backend that can also score fixed answers has `score(requests) -> list[GenerationResponse]`:
+# for each request with `choices`, the response's `choice_logprobs` hold the log-probability
+# of each choice as the whole answer (the local transformers backend has it).
+
+
+def answer_requests(backend: Backend, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+    """Send each request where it belongs and return one response per request, in order.
+
+    Requests with `choices` are scored (`backend.score`); the others are generated
+    (`backend.generate`). Raises RequestError when there are scoring requests and the
+    backend cannot score fixed answers (it has no `score` method).
+    """
+    scored = [index for index, request in enumerate(requests) if request.choices is not None]
+    if not scored:
+        return backend.generate(requests)
+    score = getattr(backend, "score", None)
+    if score is None:
+        from vistool.errors import RequestError
+
+        raise RequestError(
+            f"the {type(backend).__name__} cannot score fixed answers (classification needs the log-probability "
+            "of each label as the whole answer); use the local transformers backend"
+        )
+    responses: list[GenerationResponse | None] = [None] * len(requests)
+    for index, response in zip(scored, score([requests[index] for index in scored])):
+        responses[index] = response
+    generated = [index for index in range(len(requests)) if responses[index] is None]
+    if generated:
+        for index, response in zip(generated, backend.generate([requests[index] for index in generated])):
+            responses[index] = response
+    return [response for response in responses if response is not None]
+
+
 def validate_requests(requests: Sequence[GenerationRequest], profile) -> list[GenerationRequest]:
     """Check a batch and resolve default budgets, as every backend must.
 

@@ -42,6 +42,11 @@ class ReplayBackend:
         self._position += 1
         return answer
 
+    def score(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """Answer scoring requests (with `choices`) from the prepared answers too: give
+        them as `GenerationResponse`s with `choice_logprobs` set."""
+        return self.generate(requests)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Answer each request from the prepared answers; raise RequestError on an empty batch."""
         if not requests:

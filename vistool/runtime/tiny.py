@@ -50,6 +50,7 @@ CHAT_TEMPLATE = (
     "{%- else -%}"
     "{%- for part in message['content'] if part['type'] == 'image' -%}{{ '<|image|>' }}{%- endfor -%}"
     "{%- for part in message['content'] if part['type'] == 'video' -%}{{ '<|video|>' }}{%- endfor -%}"
+    "{%- for part in message['content'] if part['type'] == 'audio' -%}{{ '<|audio|>' }}{%- endfor -%}"
     "{%- for part in message['content'] if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}"
     "{%- endif -%}"
     "{{ '<turn|>\\n' }}"
@@ -127,8 +128,26 @@ def _build_processor(vocab_size: int):
     )
 
 
-def _tiny_config(tokenizer):
-    """Return a `Gemma4Config` a few hundred thousand parameters big, ids wired to `tokenizer`."""
+def _tiny_audio_config():
+    """Return a tiny `Gemma4AudioConfig` (the conformer audio tower of E2B/E4B, shrunk)."""
+    from transformers import Gemma4AudioConfig
+
+    return Gemma4AudioConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        subsampling_conv_channels=[128, 4],  # the first must be 128: the encoder sizes its projection by it (the mel bins)
+        conv_kernel_size=5,
+        attention_chunk_size=12,
+        attention_context_left=13,
+        attention_context_right=0,
+        output_proj_dims=32,
+    )
+
+
+def _tiny_config(tokenizer, audio: bool = False):
+    """Return a `Gemma4Config` a few hundred thousand parameters big, ids wired to `tokenizer`
+    (with a tiny audio tower when `audio`)."""
     from transformers import Gemma4Config, Gemma4TextConfig, Gemma4VisionConfig
 
     vocab = len(tokenizer)
@@ -165,7 +184,7 @@ def _tiny_config(tokenizer):
     return Gemma4Config(
         text_config=text,
         vision_config=vision,
-        audio_config=None,
+        audio_config=_tiny_audio_config() if audio else None,
         image_token_id=ids(IMAGE_SOFT),
         video_token_id=ids(VIDEO_SOFT),
         boi_token_id=ids(IMAGE_OPEN),
@@ -176,11 +195,12 @@ def _tiny_config(tokenizer):
     )
 
 
-def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512) -> Path:
+def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512, audio: bool = False) -> Path:
     """Build the tiny random Gemma 4 and save model + processor to `path`.
 
     Takes the output folder (created if needed), a seed (same seed, same weights and
-    tokenizer) and the BPE vocabulary size. Returns the folder, loadable with
+    tokenizer), the BPE vocabulary size and whether to give it an audio tower (like
+    E2B/E4B, which hear; off by default). Returns the folder, loadable with
     `AutoProcessor.from_pretrained` / `AutoModelForImageTextToText.from_pretrained`.
     """
     import torch
@@ -189,7 +209,7 @@ def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512) -> P
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     processor = _build_processor(vocab_size)
-    config = _tiny_config(processor.tokenizer)
+    config = _tiny_config(processor.tokenizer, audio=audio)
     torch.manual_seed(seed)
     model = Gemma4ForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
@@ -200,7 +220,7 @@ def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512) -> P
     )
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    (out / "vistool_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size}) + "\n")
+    (out / "vistool_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size, "audio": audio}) + "\n")
     return out
 
 

@@ -256,6 +256,8 @@ class TransformersBackend:
         content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
         if request.video is not None:
             content.append({"type": "video"})
+        if request.audio is not None:
+            content.append({"type": "audio"})
         content.append({"type": "text", "text": request.prompt})
         messages: list[dict[str, Any]] = []
         if request.system:
@@ -308,6 +310,11 @@ class TransformersBackend:
             if self.profile.budget_kwarg and self.profile.video_budget:
                 video_kwargs[self.profile.budget_kwarg] = self.profile.video_budget
             kwargs["videos_kwargs"] = video_kwargs
+        if requests[0].audio is not None:
+            if not self.accepts_audio:
+                raise RequestError(f"model {self.model_id!r} has no audio encoder: it cannot hear the audio")
+            kwargs["audio"] = [request.audio.samples for request in requests]
+            kwargs["audio_kwargs"] = {"sampling_rate": requests[0].audio.sampling_rate}
         inputs = processor(**kwargs)
         # Cast pixels to the model's dtype here (the same rounding as on the device), and on
         # a GPU pin the tensors: in a prefetch thread this takes the cast and half of the
@@ -330,10 +337,25 @@ class TransformersBackend:
             bool(request.images),
             len(request.images),
             request.video is not None,
+            request.audio is not None,
             request.max_new_tokens,
             request.decoding,
             request.return_logprobs,
         )
+
+    @property
+    def accepts_audio(self) -> bool:
+        """True when the model has an audio encoder (Gemma 4 E2B/E4B do; 26B/31B do not)."""
+        return getattr(self.model.config, "audio_config", None) is not None
+
+    def score(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """Score fixed answers: for each request with `choices`, the log-probability of
+        each choice as the whole answer, in `choice_logprobs` (see `vistool.runtime.scoring`:
+        one forward pass over the prompt, one over all the choices). A request that fails
+        gets a response with `error` set."""
+        from vistool.runtime.scoring import score_requests
+
+        return score_requests(self, self._validate(requests))
 
     def _validate(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
         """Check the batch and resolve default budgets; raise RequestError/BudgetError."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from vistool.io.audio import AudioClip
 from vistool.io.video import VideoFrames
 
 FinishReason = Literal["stop", "length", "error"]
@@ -46,6 +47,9 @@ class GenerationRequest:
     generation as soon as the answer's first top-level JSON array/object closes: the
     tokens up to there are the same, the closing fence and any trailing prose are not
     generated. Use it only for prompts whose answer is one JSON value.
+    `audio` is a sound track heard with the video (families and models that hear:
+    Gemma 4 E2B/E4B). `choices`, when set, makes this a scoring request: the backend
+    does not generate, it scores each choice as the whole answer (`Backend.score`).
     """
 
     prompt: str
@@ -58,6 +62,8 @@ class GenerationRequest:
     thinking: bool = False
     return_logprobs: bool = False
     stop_when_json_closes: bool = False
+    audio: AudioClip | None = None
+    choices: tuple[str, ...] | None = None
 
     def settings(self) -> dict[str, Any]:
         """Return the generation settings of this request as a JSON-able dict.
@@ -74,6 +80,10 @@ class GenerationRequest:
         }
         if self.stop_when_json_closes:
             settings["stop_when_json_closes"] = True
+        if self.audio is not None:
+            settings["audio_seconds"] = round(self.audio.duration, 3)
+        if self.choices is not None:
+            settings["choices"] = list(self.choices)
         return settings
 
 
@@ -101,6 +111,8 @@ class GenerationResponse:
     `image_sizes` are the sizes (W, H) the processor resized each image to: the
     model's own pixel space, needed by families that answer in resized pixels.
     `error` is set (and `finish_reason == "error"`) when this one request failed.
+    `choice_logprobs` answers a scoring request: the log-probability of each of its
+    choices as the whole answer (end of answer included), in the request's order.
     """
 
     text: str
@@ -115,6 +127,7 @@ class GenerationResponse:
     settings: dict[str, Any] = field(default_factory=dict)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     error: str | None = None
+    choice_logprobs: list[float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -122,8 +135,12 @@ class GenerationResponse:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-able dict of every field."""
-        return asdict(self)
+        """Return a JSON-able dict of every field (`choice_logprobs` only when set, so the
+        records of generated answers are as before)."""
+        data = asdict(self)
+        if data["choice_logprobs"] is None:
+            del data["choice_logprobs"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GenerationResponse":

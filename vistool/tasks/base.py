@@ -43,6 +43,9 @@ class TaskSpec:
     fields: turns the options into the template's fields.
     classes: the class names the answer's labels are matched to (None: no list).
     finish: optional step that adds task-specific extras to the result.
+    choices: when set, the task does not generate: the backend scores each of these
+      answers (e.g. the labels of a classification) and `interpret` puts their
+      log-probabilities in `extras["choice_logprobs"]` for `finish` to read.
     """
 
     name: str
@@ -54,6 +57,7 @@ class TaskSpec:
     fields: Callable[[Options], dict[str, Any]] = lambda options: dict(options)
     classes: Callable[[Options], list[str] | None] = lambda options: None
     finish: Callable[["TaskResult", Options], None] | None = None
+    choices: Callable[[Options], list[str]] | None = None
 
     def prompt(self, profile: ModelProfile, options: Options) -> str:
         """Return the prompt for `options`, in the wording of `profile` where it has its own."""
@@ -215,6 +219,7 @@ def build_request(
         decoding=settings.decoding,
         thinking=settings.thinking,
         return_logprobs=settings.logprobs and spec.kind is not None,
+        choices=tuple(spec.choices(options)) if spec.choices is not None else None,
     )
 
 
@@ -260,6 +265,11 @@ def interpret(
     )
     if not response.ok:
         return result
+    if request.choices is not None:
+        if response.choice_logprobs is None or len(response.choice_logprobs) != len(request.choices):
+            result.error = "the backend returned no score for each choice"
+            return result
+        result.extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
     if spec.kind is not None:
         resized = response.image_sizes[0] if response.image_sizes else None
         parsed = parse(

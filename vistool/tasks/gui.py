@@ -14,7 +14,7 @@ _TRUE = {"true", "yes", "1"}
 
 
 def _elements(result: TaskResult, options: Options) -> None:
-    """Record each element's type, visible text and interactivity in `extras["elements"]`."""
+    """Record each element's mark id (1, 2, ...), type, visible text and interactivity in `extras["elements"]`."""
     if result.parsed is None:
         return
     detections = result.parsed.detections
@@ -27,6 +27,7 @@ def _elements(result: TaskResult, options: Options) -> None:
             interactive = interactive.strip().lower() in _TRUE
         elements.append(
             {
+                "id": index + 1,  # its set-of-marks number (vistool.postprocess.marks)
                 "type": kind,
                 "text": str(item.get("text") or ""),
                 "interactive": bool(interactive) if interactive is not None else kind != "text" and kind != "image",
