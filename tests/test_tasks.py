@@ -212,6 +212,7 @@ def test_task_defaults_budget_and_tokens():
     defaults = {name: build_request(spec, profile, _options(name), RunSettings()).budget for name, spec in TASKS.items() if not name.startswith("video")}
     assert defaults["ocr"] == defaults["ocr_regions"] == defaults["gui_elements"] == defaults["gui_ground"] == 1120
     assert defaults["caption"] == 140 and defaults["detect"] == 280
+    assert defaults["classify"] == 140 and defaults["gui_mark"] == 1120
     assert build_request(TASKS["detect"], profile, {"classes": ["a"]}, RunSettings(budget=560)).budget == 560
 
 
@@ -222,6 +223,8 @@ def _options(name: str) -> dict:
         "point": {"description": "cat"},
         "vqa": {"question": "why?"},
         "gui_ground": {"instruction": "click ok"},
+        "gui_mark": {"instruction": "click ok", "elements": [{"type": "button", "text": "OK", "box": [0, 0, 10, 10]}]},
+        "classify": {"labels": ["cat", "dog"]},
     }.get(name, {})
 
 

@@ -244,11 +244,21 @@ def ask_command(
 def gui_command(
     vt, image: ImageArgument, settings: dict,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,
+    marks: Annotated[bool, typer.Option("--marks", help="With --instruction: set-of-marks (list the elements, number them on the screenshot, let the model pick a number).")] = False,
 ):
-    """List a screenshot's UI elements, or with --instruction find where to click."""
+    """List a screenshot's UI elements (each with its mark id), or with --instruction find where to click."""
     if instruction is not None:
-        return vt.gui_ground(image, instruction, **settings)
+        return vt.gui_ground(image, instruction, marks=marks, **settings)
     return vt.gui_elements(image, **settings)
+
+
+@image_task("classify")
+def classify_command(
+    vt, image: ImageArgument, settings: dict,
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated labels to choose from.", callback=_check_classes)] = ...,
+):
+    """Classify an image: a probability for each label (each label's token log-probability, renormalised)."""
+    return vt.classify(image, labels, **settings)
 
 
 @app.command("video")
@@ -258,6 +268,7 @@ def video_command(
     locate: Annotated[Optional[str], typer.Option("--locate", help="An event to find in time instead of a question.")] = None,
     frames: Annotated[int, typer.Option("--frames", help="Frames to sample uniformly (at most 32).")] = 32,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Sample at this rate instead (capped by --frames).")] = None,
+    audio: Annotated[bool, typer.Option("--audio", help="Let the model hear the clip's sound track too (Gemma 4 E2B/E4B; up to 30 s).")] = False,
     model: ModelOption = DEFAULT_MODEL,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
@@ -272,7 +283,7 @@ def video_command(
     from vistool.api import load
 
     vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking)
-    result = vt.video(video, question, locate=locate, frames=frames, fps=fps, max_new_tokens=max_new_tokens)
+    result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
         fail(f"{video}: {result.error}")
     typer.echo(result.to_json(indent=2))
@@ -282,13 +293,13 @@ def video_command(
 def annotate_command(
     src: Annotated[str, typer.Argument(help="Images: a folder (recursive), a glob pattern, or a text file of paths.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (answer cache, results, exports).")],
-    task: Annotated[str, typer.Option("--task", "-t", help="detect, ground, point, ocr, caption, ask or gui.")] = "detect",
-    classes: Annotated[Optional[str], typer.Option("--classes", "-c", help="detect: comma-separated class names (default: all objects).")] = None,
+    task: Annotated[str, typer.Option("--task", "-t", help="detect, ground, point, ocr, caption, ask, gui or classify.")] = "detect",
+    classes: Annotated[Optional[str], typer.Option("--classes", "-c", help="detect: comma-separated class names (default: all objects); classify: the labels to choose from.")] = None,
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="point: what to point at; ground: the expression; ask: the question; gui: the instruction.")] = None,
     length: Annotated[Optional[str], typer.Option("--length", help="caption: short, normal or detailed.")] = None,
     regions: Annotated[bool, typer.Option("--regions", help="ocr: text regions with boxes (exportable) instead of plain text.")] = False,
     words: Annotated[bool, typer.Option("--words", help="ocr --regions: words instead of lines.")] = False,
-    formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl (repeat or comma-separate; box tasks default to coco; results.jsonl is always written).")] = None,
+    formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl, labelstudio, fiftyone (repeat or comma-separate; box tasks and classify default to coco; results.jsonl is always written).")] = None,
     model: ModelOption = DEFAULT_MODEL,
     budget: BudgetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
@@ -304,6 +315,7 @@ def annotate_command(
     workers: Annotated[int, typer.Option("--workers", help="Image-reading threads running ahead of the model.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
 ) -> None:
     """Annotate many images with one task, resumably; export COCO / YOLO / VOC / JSONL.
 

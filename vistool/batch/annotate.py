@@ -10,6 +10,9 @@ What lands in OUT:
   coco.json       --format coco (box tasks): COCO detection json, file names relative to SRC
   yolo/           --format yolo: data.yaml + labels/<sub-folder>/<stem>.txt
   voc/            --format voc: <sub-folder>/<stem>.xml
+  labelstudio/    --format labelstudio: tasks.json (predictions) + label_config.xml
+  (FiftyOne)      --format fiftyone: the results as field <task> of the persistent
+                  FiftyOne dataset --dataset (default vistool-<OUT folder name>)
   draw/           --draw: annotated copies of the images
 
 Exit codes: 0 every image annotated (from the model or the cache); 1 finished, but some
@@ -46,14 +49,18 @@ from vistool.batch.export import (
     write_voc,
     write_yolo,
 )
+from vistool.batch.export_labels import write_coco_image_labels
 from vistool.batch.outpaths import unique_safe_names
 from vistool.batch.runner import BatchRunner, RunReport, WorkItem
 from vistool.batch.sources import collect_images
 from vistool.errors import VistoolError
+from vistool.integrations.fiftyone import add_results
+from vistool.integrations.labelstudio import write_labelstudio
+from vistool.tasks import TASKS
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-CLI_TASKS = ("detect", "ground", "point", "ocr", "caption", "ask", "gui")
+CLI_TASKS = ("detect", "ground", "point", "ocr", "caption", "ask", "gui", "classify")
 CACHE_FILE = "answers.jsonl"
 RESULTS_FILE = "results.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -94,6 +101,7 @@ class AnnotateConfig:
     workers: int = 4
     progress: bool = True
     replay_answers: Path | None = None
+    dataset: str | None = None
 
 
 @dataclass
@@ -184,6 +192,10 @@ def _task_options(task: str, config: AnnotateConfig) -> tuple[str, dict[str, Any
             if not classes:
                 raise VistoolError("empty class list: give --classes a,b,c (or leave it out for all objects)")
         return "detect", {"classes": list(classes) if classes else None}, {"--classes"}
+    if task == "classify":
+        if not config.classes:
+            raise VistoolError("--task classify needs --classes (the labels to choose from)")
+        return "classify", {"labels": config.classes}, {"--classes"}
     if task == "ground":
         return "ground", {"expression": need_query("the referring expression")}, {"--query"}
     if task == "point":
@@ -206,8 +218,9 @@ def _task_options(task: str, config: AnnotateConfig) -> tuple[str, dict[str, Any
 def resolve_formats(formats: Sequence[str] | None, task: str) -> list[str]:
     """Return the export formats asked for (comma-separated or repeated; default: coco for
     box tasks, none for the others, whose results.jsonl is always written)."""
+    labels = TASKS[task].choices is not None  # a classification: coco means image labels
     if not formats:
-        return ["coco"] if has_boxes(task) else []
+        return ["coco"] if has_boxes(task) or labels else []
     chosen: list[str] = []
     for value in formats:
         for name in str(value).split(","):
@@ -216,7 +229,7 @@ def resolve_formats(formats: Sequence[str] | None, task: str) -> list[str]:
                 continue
             if name not in EXPORT_FORMATS:
                 raise VistoolError(f"unknown format {name!r}; use {', '.join(EXPORT_FORMATS)}")
-            if name in ("coco", "yolo", "voc") and not has_boxes(task):
+            if name in ("coco", "yolo", "voc") and not has_boxes(task) and not (name == "coco" and labels):
                 raise VistoolError(f"--format {name} needs boxes; task {task} gives none (its results go to {RESULTS_FILE})")
             if name not in chosen:
                 chosen.append(name)
@@ -331,7 +344,8 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
             cache.close()
         entries = make_entries(report.outcomes, source.relative)
         summary = AnnotateSummary(out, task, report, cache_notes=notes)
-        write_exports(summary, entries, formats, draw=config.draw, max_pixels=config.max_pixels, workers=config.workers)
+        write_exports(summary, entries, formats, draw=config.draw, max_pixels=config.max_pixels, workers=config.workers,
+                      dataset=config.dataset)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -346,8 +360,13 @@ def _cache_notes(cache: AnswerCache) -> list[str]:
     return notes
 
 
+def _named(entries: Sequence[Entry]) -> list[tuple[str, Any]]:
+    """(output name, result) of every successful entry."""
+    return [(entry.name, entry.result) for entry in entries if entry.outcome.ok]
+
+
 def write_exports(summary: AnnotateSummary, entries: list[Entry], formats: Sequence[str], *, draw: bool = False,
-                  max_pixels: int | None = None, workers: int = 4) -> None:
+                  max_pixels: int | None = None, workers: int = 4, dataset: str | None = None) -> None:
     """Write results.jsonl, failures.jsonl, the asked formats and drawings into `summary.out`.
 
     Fills `summary.outputs` (what -> path), `summary.classes` (boxes per class) and
@@ -366,6 +385,12 @@ def write_exports(summary: AnnotateSummary, entries: list[Entry], formats: Seque
         "yolo": (out / "yolo", lambda path: write_yolo(path, entries, classes)),
         "voc": (out / "voc", lambda path: write_voc(path, entries, classes)),
     }
+    if TASKS[summary.task].choices is not None:
+        writers["coco"] = (out / "coco.json", lambda path: write_coco_image_labels(path, _named(entries)))
+    writers["labelstudio"] = (out / "labelstudio", lambda path: write_labelstudio(path, _named(entries), asked=classes))
+    dataset_name = dataset or f"vistool-{out.resolve().name}"
+    writers["fiftyone"] = (f"FiftyOne dataset {dataset_name!r}, field {summary.task!r}",
+                           lambda _: add_results(dataset_name, [(e.path, e.result) for e in entries if e.outcome.ok], summary.task))
     if draw:
         writers["draw"] = (out / "draw", lambda path: draw_results(path, entries, max_pixels=max_pixels, workers=workers))
     for name in [*formats, *(["draw"] if draw else [])]:

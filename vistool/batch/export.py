@@ -40,7 +40,7 @@ from vistool.tasks import TASKS, TaskResult
 TMP_PREFIX = ".vistool-tmp-"
 BOX_KINDS = ("boxes", "ocr_regions")
 OCR_CLASS = "text"  # the one class OCR regions are exported as (their text is not a class)
-EXPORT_FORMATS = ("coco", "yolo", "voc", "jsonl")
+EXPORT_FORMATS = ("coco", "yolo", "voc", "jsonl", "labelstudio", "fiftyone")  # the last two: vistool.integrations
 
 
 def _current_umask() -> int:

@@ -36,7 +36,7 @@ def draw_marks(image: Image.Image, elements: Sequence[Mapping[str, Any]], *, thi
 
     Takes the screenshot (PIL) and the elements (each with "box" [x1, y1, x2, y2] pixels
     and, optionally, "id"; see `numbered`). Each mark has its own colour, with the id in a
-    tag at the box's top-left corner.
+    tag on the box's top-left corner (above it where there is room).
     """
     if not isinstance(image, Image.Image):
         raise VistoolError(f"draw_marks needs a PIL image, got {type(image).__name__}")
