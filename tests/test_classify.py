@@ -137,3 +137,27 @@ def test_cli_classify_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     assert printed["extras"]["labels"] == ["cat", "dog", "bird"]
     assert sum(printed["extras"]["probabilities"]) == pytest.approx(1.0)
     assert main(["classify", str(image), "--labels", " , ", "--model", str(tiny_model_dir)]) == 2
+
+
+def test_annotate_classify_caches_the_scores_and_exports_image_labels(tmp_path):
+    from pycocotools.coco import COCO
+
+    from vistool.batch.annotate import AnnotateConfig, annotate
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    IMAGE.save(photos / "a.png")
+    IMAGE.resize((64, 48)).save(photos / "b.png")
+    backend = ReplayBackend(lambda request: GenerationResponse(text="", choice_logprobs=[-1.0, -0.1]))
+    config = AnnotateConfig(src=str(photos), out=tmp_path / "out", task="classify", classes="cat,dog",
+                            formats=["coco", "labelstudio"], progress=False, workers=0)
+    first = annotate(config, vt=Vistool(backend))
+    assert first.exit_code == 0 and first.report.count("done") == 2 and backend.calls == 2
+    again = annotate(config, vt=Vistool(backend))
+    assert again.report.count("cached") == 2 and backend.calls == 2  # the scores came from the cache
+    coco = COCO(str(tmp_path / "out" / "coco.json"))
+    assert [coco.loadCats(a["category_id"])[0]["name"] for a in coco.loadAnns(coco.getAnnIds())] == ["dog", "dog"]
+    tasks = json.loads((tmp_path / "out" / "labelstudio" / "tasks.json").read_text())
+    assert tasks[0]["predictions"][0]["result"][0]["value"] == {"choices": ["dog"]}
+    with pytest.raises(VistoolError, match="needs --classes"):
+        annotate(AnnotateConfig(src=str(photos), out=tmp_path / "o2", task="classify", progress=False), vt=Vistool(backend))

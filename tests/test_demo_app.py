@@ -340,7 +340,7 @@ def test_every_endpoint_answers(client):
         result = TaskResult.from_json(Path(download).read_text())
         assert result.task == task and result.provenance["raw_answer"] == raw
     frames, _, stats, _, view, _, _, _ = client.predict(
-        handle_file(str(EXAMPLES / "clip.webm")), "locate", "the blue square appears", 4, TOKENS, False, api_name="/video"
+        handle_file(str(EXAMPLES / "clip.webm")), "locate", "the blue square appears", "off", 4, TOKENS, False, api_name="/video"
     )
     assert view["task"] == "video_locate" and len(frames) == 4 and "frames **4**" in stats
 
@@ -357,7 +357,7 @@ def test_bad_requests_get_messages(client, tmp_path):
         ((handle_file(str(fake)), "detect", "cat", 70, TOKENS, False), "/detect", "not an image"),
         ((handle_file(str(EXAMPLES / "shapes.png")), "detect", "cat", 71, TOKENS, False), "/detect", "budget 71"),
         ((handle_file(str(EXAMPLES / "shapes.png")), "ground", " ", 70, TOKENS, False), "/detect", "empty referring"),
-        ((handle_file(str(EXAMPLES / "shapes.png")), "ask", "what?", 4, TOKENS, False), "/video", "cannot load video"),
+        ((handle_file(str(EXAMPLES / "shapes.png")), "ask", "what?", "off", 4, TOKENS, False), "/video", "cannot load video"),
     ]
     for arguments, api, message in cases:
         with pytest.raises(AppError, match=message):

@@ -122,7 +122,7 @@ def test_each_image_tab_shows_its_items(runner, tab, file, values, kinds, text):
 
 def test_video_gallery_marks_the_located_event(runner):
     """The sampled frames come back with mm:ss captions; frames inside the event are marked."""
-    out = run(runner, "video", "clip.webm", "locate", "the blue square appears")
+    out = run(runner, "video", "clip.webm", "locate", "the blue square appears", "off")
     captions = [caption for _, caption in out["visual"]]
     assert captions == ["00:00.0", "00:01.0", "00:01.9  * event", "00:02.9  * event"]
     assert out["answer"] == "from 00:01.5 to 00:02.9"
@@ -157,7 +157,7 @@ def test_bad_inputs_become_messages(runner, tmp_path):
     with pytest.raises(gr.Error, match="not one of detect, ground"):
         runner.run(TAB["detect"], upload("shapes.png"), ["segment", "cat", *settings])
     with pytest.raises(gr.Error, match="cannot load video shapes.png"):
-        runner.run(TAB["video"], upload("shapes.png"), ["ask", "what?", 4, 16, False])
+        runner.run(TAB["video"], upload("shapes.png"), ["ask", "what?", "off", 4, 16, False])
 
 
 def test_model_failures_become_messages(tmp_path):

@@ -80,8 +80,8 @@ def _video(vt: Vistool, path: Any, options: Options, settings: dict[str, Any]) -
     """Answer a question about a clip, or locate an event in time."""
     query = str(options["query"] or "").strip()
     if options["mode"] == "locate":
-        return vt.video(path, locate=query, **settings)
-    return vt.video(path, query, **settings)
+        return vt.video(path, locate=query, audio=options.get("audio") == "on", **settings)
+    return vt.video(path, query, audio=options.get("audio") == "on", **settings)
 
 
 TABS: tuple[TabSpec, ...] = (
@@ -166,10 +166,14 @@ TABS: tuple[TabSpec, ...] = (
                 "query", "text", "Question or event", "What happens in this clip?",
                 info="Ask: a question. Locate: the event, e.g. 'the blue square appears'.",
             ),
+            Field(
+                "audio", "radio", "Sound", "off", (("Frames only", "off"), ("Frames + sound track", "on")),
+                info="Let the model hear the clip's first 30 s of sound (Gemma 4 E2B/E4B; other models refuse).",
+            ),
         ),
         task=lambda options: "video_locate" if options["mode"] == "locate" else "video",
         run=_video,
         media="video",
-        examples=(("clip.webm", "ask", "What happens in this clip?"), ("clip.webm", "locate", "the blue square appears")),
+        examples=(("clip.webm", "ask", "What happens in this clip?", "off"), ("clip.webm", "locate", "the blue square appears", "off")),
     ),
 )
