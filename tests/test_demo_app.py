@@ -54,7 +54,9 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """Serve `demos/app.py` on the tiny model in a subprocess; yield its URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("demo") / "server.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           # demos/app.py puts demos/ first on sys.path: make it import this checkout's vistool
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, str(REPO / "demos" / "app.py"), "--model", str(tiny_model_dir), "--device", "cpu",
                "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/"

@@ -247,6 +247,8 @@ def gui_command(
     marks: Annotated[bool, typer.Option("--marks", help="With --instruction: set-of-marks (list the elements, number them on the screenshot, let the model pick a number).")] = False,
 ):
     """List a screenshot's UI elements (each with its mark id), or with --instruction find where to click."""
+    if marks and instruction is None:
+        raise VistoolError("--marks needs --instruction (the listed elements always carry their mark id)")
     if instruction is not None:
         return vt.gui_ground(image, instruction, marks=marks, **settings)
     return vt.gui_elements(image, **settings)

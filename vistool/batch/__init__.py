@@ -4,6 +4,7 @@
   cache     the append-only, crash-safe answer store (JSONL keyed by image hash + settings)
   runner    work items (image, task, options) -> batched requests -> cache -> results
   export    COCO / YOLO / VOC (via sv.DetectionDataset), results and failures JSONL, drawings
+  export_labels  COCO-style image labels of classifications
   annotate  the `vistool annotate` command built from the above
 
     from vistool.batch import AnswerCache, BatchRunner, WorkItem
