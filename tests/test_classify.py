@@ -159,5 +159,14 @@ def test_annotate_classify_caches_the_scores_and_exports_image_labels(tmp_path):
     assert [coco.loadCats(a["category_id"])[0]["name"] for a in coco.loadAnns(coco.getAnnIds())] == ["dog", "dog"]
     tasks = json.loads((tmp_path / "out" / "labelstudio" / "tasks.json").read_text())
     assert tasks[0]["predictions"][0]["result"][0]["value"] == {"choices": ["dog"]}
+    class GenerateOnly:
+        model_id, profile_name = "served", "gemma4"
+
+        def generate(self, requests):
+            raise AssertionError("never called")
+
+    with pytest.raises(VistoolError, match="cannot do; use the local transformers backend"):
+        annotate(AnnotateConfig(src=str(photos), out=tmp_path / "o3", task="classify", classes="cat,dog", progress=False),
+                 vt=Vistool(GenerateOnly()))
     with pytest.raises(VistoolError, match="needs --classes"):
         annotate(AnnotateConfig(src=str(photos), out=tmp_path / "o2", task="classify", progress=False), vt=Vistool(backend))

@@ -330,10 +330,12 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
         remove_stale_temporaries(out)
         if vt is None:
             from vistool.profiles import profile_for_model
-            from vistool.tasks import TASKS
 
             TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
             vt = make_vistool(config)
+        if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
+            raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
+                               f"{config.backend} backend cannot do; use the local transformers backend")
         cache = AnswerCache(out / CACHE_FILE)
         notes = _cache_notes(cache)
         try:
