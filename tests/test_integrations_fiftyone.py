@@ -107,3 +107,18 @@ def test_annotate_format_fiftyone_builds_then_updates_a_persistent_dataset(fo, t
     assert len(dataset) == 2  # the same samples, updated
     assert dataset.count("detect.detections") == 4  # the earlier field is kept
     assert set(dataset.values("caption")) == {"two shapes"}
+
+
+def test_format_fiftyone_without_fiftyone_is_a_usage_error_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from vistool.batch.annotate import AnnotateConfig, annotate
+    from vistool.errors import VistoolError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fiftyone" else real(name, *a))
+    _image(tmp_path, "a.png")
+    backend = ReplayBackend([DETECT])
+    with pytest.raises(VistoolError, match=r"pip install 'vistool\[fiftyone\]'"):
+        annotate(AnnotateConfig(src=str(tmp_path), out=tmp_path / "out", formats=["fiftyone"], progress=False), vt=Vistool(backend))
+    assert backend.calls == 0

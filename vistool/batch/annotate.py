@@ -312,6 +312,11 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     start = time.perf_counter()
     task, options = resolve_task(config)
     formats = resolve_formats(config.formats, task)
+    if "fiftyone" in formats:
+        import importlib.util
+
+        if importlib.util.find_spec("fiftyone") is None:
+            raise VistoolError("--format fiftyone needs fiftyone: pip install 'vistool[fiftyone]'")
     if config.draw and not has_boxes(task) and task != "point":
         raise VistoolError(f"--draw needs boxes or points; task {task} gives text only")
     if config.batch_size is not None and config.batch_size < 1:
