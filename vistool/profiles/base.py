@@ -21,6 +21,9 @@ KINDS: tuple[str, ...] = ("boxes", "points", "ocr_regions")
 
 # A reader turns an answer text into raw items in the model's own coordinates.
 Reader = Callable[[str, "ModelProfile"], "RawItems"]
+# A resize rule: (displayed (width, height), budget) -> the (width, height) the family's
+# processor resizes the image to, i.e. the pixels the model really sees.
+ResizeRule = Callable[[tuple[int, int], "int | None"], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class ModelProfile:
       default_budget: budget used for images when a request gives none.
       video_budget: budget per video frame.
       budget_kwarg: the image-processor keyword that carries the budget.
+      resize: the processor's resize rule (None when unknown, e.g. a remote API).
+      token_pixels: pixels of the resized image per image token (Gemma 4: 48 x 48).
       extra: free-form settings for the runtime.
       answer_end: the token that ends the model's answer (its end of turn), scored after
         each choice when classifying by log-probability (None: the tokenizer's eos).
@@ -101,6 +106,8 @@ class ModelProfile:
     default_budget: int | None = None
     video_budget: int | None = None
     budget_kwarg: str | None = None
+    resize: ResizeRule | None = None
+    token_pixels: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     answer_end: str | None = None
     audio_seconds: float | None = None
@@ -146,6 +153,22 @@ class ModelProfile:
             allowed = ", ".join(str(b) for b in self.budgets)
             raise BudgetError(f"image-token budget {budget} is not supported by {self.name}; use one of {allowed}")
         return budget
+
+    def resized_size(self, size: tuple[int, int], budget: int | None = None) -> tuple[int, int] | None:
+        """Return the (width, height) this family's processor resizes a (width, height)
+        image to at `budget` (None: the default budget), or None when the family declares
+        no resize rule. Raises BudgetError for an unsupported budget."""
+        if self.resize is None:
+            return None
+        return self.resize((int(size[0]), int(size[1])), self.check_budget(budget))
+
+    def image_tokens(self, size: tuple[int, int], budget: int | None = None) -> int | None:
+        """Return how many image tokens a (width, height) image costs at `budget`, or None
+        when the family declares no resize rule or no pixels-per-token figure."""
+        resized = self.resized_size(size, budget)
+        if resized is None or not self.token_pixels:
+            return None
+        return (resized[0] * resized[1]) // self.token_pixels
 
     def processor_kwargs(self, budget: int | None) -> dict[str, Any]:
         """Return the image-processor keyword arguments that apply `budget`."""
