@@ -10,6 +10,10 @@
 Every task method takes one image (returns one `TaskResult`) or a list (returns a list,
 generated in batches). In a list, an image that cannot be read gives a result with
 `error` set instead of stopping the others; a single bad image raises `ImageLoadError`.
+
+Box, point and GUI tasks take `zoom=` ("off", "tiles", "refine", or "tiles:tile=1024,..."
+see `vistool.zoom.ZoomSettings`): several model calls per image, for small objects,
+dense scenes and 4K screens.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from vistool.profiles import get_profile
 from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.zoom import ZOOM_MODES, ZoomJob, ZoomLike, ZoomSettings, check_zoom, run_jobs
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 
@@ -43,6 +48,7 @@ def load(
     thinking: bool = False,
     max_new_tokens: int | None = None,
     max_pixels: int | None = None,
+    zoom: ZoomLike = None,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -53,7 +59,8 @@ def load(
     default per budget and device), the model
     family profile name (guessed from the model id when None), whether to think first,
     a default token limit (None: each task's own), the pixel limit for input images,
-    and further backend options. Raises ModelLoadError when the model cannot be loaded.
+    the default zoom (applied to the tasks that support its mode), and further backend
+    options. Raises ModelLoadError when the model cannot be loaded.
     """
     from vistool.runtime import make_backend
 
@@ -68,7 +75,7 @@ def load(
         profile=family,
         **backend_options,
     )
-    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels)
+    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom)
 
 
 class Vistool:
@@ -76,7 +83,9 @@ class Vistool:
 
     Takes the backend, and defaults for every call: image-token budget (None: the task's
     default), max new tokens (None: the task's), decoding (greedy), thinking, whether to
-    ask for log-probs (they give detections a confidence), and the pixel limit for images.
+    ask for log-probs (they give detections a confidence), the pixel limit for images,
+    and the zoom (`vistool.zoom.ZoomSettings` or its text; a task whose zoom modes do not
+    include it runs unzoomed, while a per-call `zoom=` it does not support is an error).
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class Vistool:
         thinking: bool = False,
         logprobs: bool = True,
         max_pixels: int | None = None,
+        zoom: ZoomLike = None,
     ) -> None:
         self.backend = backend
         self.profile = get_profile(backend.profile_name)
@@ -100,8 +110,19 @@ class Vistool:
             logprobs=logprobs,
         )
         self.max_pixels = max_pixels
+        self.zoom = ZoomSettings.parse(zoom)
 
     # ------------------------------------------------------------------ engine
+    def zoom_for(self, task: str, zoom: ZoomLike = None) -> ZoomSettings:
+        """Return the zoom a call of `task` runs with: the per-call `zoom` (checked: an
+        unsupported mode raises VistoolError), else this object's default where the task
+        supports its mode, else off."""
+        if zoom is not None:
+            return check_zoom(task, zoom)
+        if self.zoom.on and self.zoom.mode in ZOOM_MODES.get(task, ()):
+            return self.zoom
+        return self.zoom.with_mode("off")
+
     def _settings(self, overrides: dict[str, Any]) -> RunSettings:
         """Return this object's settings with the non-None per-call overrides applied."""
         unknown = set(overrides) - {"budget", "max_new_tokens", "decoding", "thinking", "logprobs", "system"}
@@ -123,10 +144,11 @@ class Vistool:
 
         Takes the task, the image(s) (anything `load_image` accepts), the task options
         (e.g. {"classes": [...]}) and per-call settings (budget, max_new_tokens, decoding,
-        thinking, logprobs, system). Returns one result, or a list in input order.
+        thinking, logprobs, system, zoom). Returns one result, or a list in input order.
         """
         spec = TASKS[task] if isinstance(task, str) else task
         options = dict(options or {})
+        zoom = self.zoom_for(spec.name, settings.pop("zoom", None))
         run_settings = self._settings(settings)
         single = not isinstance(images, (list, tuple))
         inputs = [images] if single else list(images)
@@ -140,9 +162,15 @@ class Vistool:
                     raise
                 loaded.append(TaskResult(task=spec.name, source=_describe(item), image_size=(0, 0), error=str(error)))
         pending = [(index, item) for index, item in enumerate(loaded) if isinstance(item, LoadedImage)]
+        results: list[TaskResult] = [item for item in loaded]  # type: ignore[misc]
+        if zoom.on:
+            jobs = [ZoomJob(spec, self.profile, options, run_settings, image.image, image.source, zoom) for _, image in pending]
+            run_jobs(jobs, self.backend.generate)
+            for (index, _), job in zip(pending, jobs):
+                results[index] = job.result()
+            return results[0] if single else results
         requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
         responses = answer_requests(self.backend, requests) if requests else []
-        results: list[TaskResult] = [item for item in loaded]  # type: ignore[misc]
         for (index, image), request, response in zip(pending, requests, responses):
             results[index] = interpret(spec, self.profile, options, request, response, image.size, image.source)
         return results[0] if single else results

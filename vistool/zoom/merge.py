@@ -2,7 +2,10 @@
 
 Two items from DIFFERENT tiles are the same object when they have the same class and
 their parts inside the two tiles' common area agree: IoU(a clipped to it, b clipped to
-it) >= `iou` (boxes), or distance <= `radius` there (points). Comparing the parts, not
+it) >= `iou` (boxes), or distance <= `radius` (points). Matches are taken best first, and
+a group never takes two items of one tile: a tile names each object once, so two of its
+items are two objects (this keeps overlapping objects of one class apart, even when
+their parts in the common area match, and lets a whole-image pass join each object once). Comparing the parts, not
 the whole boxes, is what merges an object cut by one tile's border (there it is seen
 only up to the border) with the whole box another tile saw, which plain IoU-NMS misses
 when the cut piece is small. Items of one tile are never merged with each other.
@@ -47,10 +50,12 @@ class Merged:
 
 
 class _Groups:
-    """Union-find over item indices."""
+    """Union-find over item indices, where a group never holds two items of one tile
+    (a tile names each object once, so two of its items are two objects)."""
 
-    def __init__(self, count: int) -> None:
-        self.parent = list(range(count))
+    def __init__(self, sources: np.ndarray) -> None:
+        self.parent = list(range(len(sources)))
+        self.tiles = [{int(source)} for source in sources]
 
     def find(self, item: int) -> int:
         while self.parent[item] != item:
@@ -58,10 +63,23 @@ class _Groups:
             item = self.parent[item]
         return item
 
-    def join(self, a: int, b: int) -> None:
+    def join(self, a: int, b: int) -> bool:
+        """Put a and b in one group unless that group would hold two items of one tile;
+        return whether they are in one group now."""
         root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+        if root_a == root_b:
+            return True
+        if self.tiles[root_a] & self.tiles[root_b]:
+            return False
+        keep, other = min(root_a, root_b), max(root_a, root_b)
+        self.parent[other] = keep
+        self.tiles[keep] |= self.tiles[other]
+        return True
+
+    def join_best_first(self, pairs: list[tuple[float, int, int]]) -> None:
+        """Join candidate pairs (score, a, b), the best-scoring first."""
+        for _, a, b in sorted(pairs, key=lambda pair: (-pair[0], pair[1], pair[2])):
+            self.join(a, b)
 
     def groups(self) -> list[list[int]]:
         """Every group's members, ordered by their first member."""
@@ -138,14 +156,18 @@ def merge_boxes(
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     keys, sources = np.asarray(keys), np.asarray(sources)
     scale = np.asarray(scales, dtype=np.float64)
-    groups = _Groups(len(xyxy))
+    candidates: list[tuple[float, int, int]] = []
     for area, in_a, in_b in _pairs(keys, sources, tiles):
         part_a, part_b = _clip(xyxy[in_a], area), _clip(xyxy[in_b], area)
         overlap = sv.box_iou_batch(part_a, part_b)
-        same = (keys[in_a][:, None] == keys[in_b][None, :]) & (overlap >= iou)
-        for i, j in zip(*np.nonzero(same)):
-            groups.join(int(in_a[i]), int(in_b[j]))
-    tolerance = np.array([max(2.0, 2.0 / max(value, 1e-6)) for value in scale])
+        overlap[keys[in_a][:, None] != keys[in_b][None, :]] = 0.0
+        for i, j in zip(*np.nonzero(overlap >= iou)):
+            candidates.append((float(overlap[i, j]), int(in_a[i]), int(in_b[j])))
+    groups = _Groups(sources)
+    groups.join_best_first(candidates)
+    # How near an inner border a box edge must be to count as cut there: the model's
+    # error grows with the resize (2 model pixels), plus 1% of the tile's shorter side.
+    tolerance = np.array([1.0 + 2.0 / max(value, 1e-6) + 0.01 * min(t[2] - t[0], t[3] - t[1]) for value, t in zip(scale, tiles)])
     cut = cut_flags(xyxy, sources, tiles, image_size, tolerance)
     merged = []
     for members in groups.groups():
@@ -216,18 +238,19 @@ def merge_points(
         best = max((_depth(point, tile, image_size) for t, tile in enumerate(tiles) if not whole[t]), default=-1.0)
         if whole[int(source)] or depth[index] >= best - radius:
             kept.append(index)
-    kept_array = np.array(kept, dtype=np.int64)
-    groups = _Groups(len(xy))
     in_kept = np.zeros(len(xy), dtype=bool)
-    in_kept[kept_array] = True
-    for (x1, y1, x2, y2), in_a, in_b in _pairs(keys, sources, tiles):
+    in_kept[np.array(kept, dtype=np.int64)] = True
+    candidates: list[tuple[float, int, int]] = []
+    for _, in_a, in_b in _pairs(keys, sources, tiles):
         a, b = in_a[in_kept[in_a]], in_b[in_kept[in_b]]
         if not len(a) or not len(b):
             continue
         distance = np.linalg.norm(xy[a][:, None, :] - xy[b][None, :, :], axis=2)
         same = (keys[a][:, None] == keys[b][None, :]) & (distance <= radius)
         for i, j in zip(*np.nonzero(same)):
-            groups.join(int(a[i]), int(b[j]))
+            candidates.append((-float(distance[i, j]), int(a[i]), int(b[j])))
+    groups = _Groups(sources)
+    groups.join_best_first(candidates)
     scale = np.asarray(scales, dtype=np.float64)
     score = np.ones(len(xy)) if confidence is None else np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
     merged = []
