@@ -225,6 +225,7 @@ def _options(name: str) -> dict:
         "gui_ground": {"instruction": "click ok"},
         "gui_mark": {"instruction": "click ok", "elements": [{"type": "button", "text": "OK", "box": [0, 0, 10, 10]}]},
         "classify": {"labels": ["cat", "dog"]},
+        "region": {"target": "the ok button"},
     }.get(name, {})
 
 

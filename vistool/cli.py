@@ -110,13 +110,36 @@ _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def image_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _check_zoom_text(zoom: str | None) -> str | None:
+    """Refuse a malformed --zoom at parse time (before any model is loaded)."""
+    from vistool.zoom import ZoomSettings
+
+    try:
+        ZoomSettings.parse(zoom)
+    except VistoolError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return zoom
+
+
+ZoomOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--zoom",
+        help="off, tiles or refine: several model calls for small objects and 4K screens; options after a colon, "
+        "e.g. tiles:tile=1024,overlap=0.25,whole=true or refine:depth=2,margin=0.5.",
+        callback=_check_zoom_text,
+    ),
+]
+
+
+def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
 
     The command gets `func`'s own arguments and options plus the shared ones (model,
     budget, max new tokens, thinking, backend, base URL, device, --save). It loads the
-    image first (a bad image fails before any model is loaded), runs the task, prints
-    the result as JSON and, with --save, writes the annotated image.
+    image first (a bad image fails before any model is loaded), checks a `zoom` option
+    against the task `task(own options)` runs, runs the task, prints the result as JSON
+    and, with --save, writes the annotated image (with the zoom's tiles or crops framed).
     """
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,7 +156,7 @@ def image_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
         def command(**values: Any) -> None:
             shared = {option: values.pop(option) for option in _COMMON_OPTIONS}
-            _run_image_task(func, values, **shared)
+            _run_image_task(func, values, task=task, **shared)
 
         command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
         command.__doc__ = func.__doc__
@@ -143,23 +166,28 @@ def image_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return register
 
 
-def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, model: str, budget: int | None,
-                    max_new_tokens: int | None, thinking: bool, backend: str, base_url: str | None,
-                    device: str | None, save: Path | None) -> None:
-    """Load the image (failing fast), check the budget, load the model, run, print, save."""
+def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, task: Callable[[dict[str, Any]], str] | None,
+                    model: str, budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
+                    base_url: str | None, device: str | None, save: Path | None) -> None:
+    """Load the image (failing fast), check the budget and zoom, load the model, run, print, save."""
     from vistool.api import load
     from vistool.io.images import load_image
     from vistool.profiles import profile_for_model
+    from vistool.zoom import check_zoom
 
     loaded = load_image(own.pop("image"))
     if budget is not None:
         profile_for_model(model).check_budget(budget)
+    if own.get("zoom") is not None and task is not None:
+        check_zoom(task(own), own["zoom"])
     vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking)
     result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
         fail(f"{loaded.source}: {result.error}")
     if save is not None:
-        result.annotate(loaded.image).save(save)
+        from vistool.zoom.draw import draw_passes
+
+        result.annotate(draw_passes(loaded.image, result)).save(save)
     typer.echo(result.to_json(indent=2))
 
 
@@ -173,44 +201,48 @@ def _check_classes(classes: str | None) -> str | None:
     return classes
 
 
-@image_task("detect")
+@image_task("detect", task=lambda own: "detect")
 def detect_command(
     vt, image: ImageArgument, settings: dict,
     classes: Annotated[
         Optional[str],
         typer.Option("--classes", "-c", help="Comma-separated class names (default: all objects).", callback=_check_classes),
     ] = None,
+    zoom: ZoomOption = None,
 ):
     """Detect objects of the given classes (one prompt for all of them)."""
-    return vt.detect(image, classes, **settings)
+    return vt.detect(image, classes, zoom=zoom, **settings)
 
 
-@image_task("ground")
+@image_task("ground", task=lambda own: "ground")
 def ground_command(
     vt, image: ImageArgument, settings: dict,
     expression: Annotated[str, typer.Argument(help='What to find, e.g. "the red car on the left".')] = ...,
+    zoom: ZoomOption = None,
 ):
     """Find the box(es) a referring expression names."""
-    return vt.ground(image, expression, **settings)
+    return vt.ground(image, expression, zoom=zoom, **settings)
 
 
-@image_task("point")
+@image_task("point", task=lambda own: "point")
 def point_command(
     vt, image: ImageArgument, settings: dict,
     description: Annotated[str, typer.Argument(help="What to point at (and count).")] = ...,
+    zoom: ZoomOption = None,
 ):
     """Point at every instance of a description and count them."""
-    return vt.point(image, description, **settings)
+    return vt.point(image, description, zoom=zoom, **settings)
 
 
-@image_task("ocr")
+@image_task("ocr", task=lambda own: "ocr_regions" if own["regions"] else "ocr")
 def ocr_command(
     vt, image: ImageArgument, settings: dict,
     regions: Annotated[bool, typer.Option("--regions", help="Text regions with boxes instead of plain text.")] = False,
     words: Annotated[bool, typer.Option("--words", help="With --regions: words instead of lines.")] = False,
+    zoom: ZoomOption = None,
 ):
     """Read the text in an image (default budget 1120)."""
-    return vt.ocr(image, regions=regions, granularity="word" if words else "line", **settings)
+    return vt.ocr(image, regions=regions, granularity="word" if words else "line", zoom=zoom, **settings)
 
 
 def _check_length(length: str) -> str:
@@ -240,18 +272,19 @@ def ask_command(
     return vt.ask(image, question, **settings)
 
 
-@image_task("gui")
+@image_task("gui", task=lambda own: "gui_elements" if own["instruction"] is None else "gui_ground")
 def gui_command(
     vt, image: ImageArgument, settings: dict,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,
     marks: Annotated[bool, typer.Option("--marks", help="With --instruction: set-of-marks (list the elements, number them on the screenshot, let the model pick a number).")] = False,
+    zoom: ZoomOption = None,
 ):
     """List a screenshot's UI elements (each with its mark id), or with --instruction find where to click."""
     if marks and instruction is None:
         raise VistoolError("--marks needs --instruction (the listed elements always carry their mark id)")
     if instruction is not None:
-        return vt.gui_ground(image, instruction, marks=marks, **settings)
-    return vt.gui_elements(image, **settings)
+        return vt.gui_ground(image, instruction, marks=marks, zoom=zoom, **settings)
+    return vt.gui_elements(image, zoom=zoom, **settings)
 
 
 @image_task("classify")
@@ -318,6 +351,7 @@ def annotate_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
+    zoom: ZoomOption = None,
 ) -> None:
     """Annotate many images with one task, resumably; export COCO / YOLO / VOC / JSONL.
 

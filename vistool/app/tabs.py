@@ -42,7 +42,8 @@ class TabSpec:
     under it; media: "image" or "video"; fields: the task inputs; task: the TASKS name
     the options select (it gives the default budget and token limit); run: calls the
     task on `Vistool` with (vt, image or video path, options, settings); examples: rows
-    of (example file name, field values...).
+    of (example file name, field values...); zoom: the zoom modes the tab offers (a
+    toggle after the settings; its value reaches `run` as `settings["zoom"]`).
     """
 
     name: str
@@ -53,6 +54,7 @@ class TabSpec:
     run: Runner
     media: str = "image"
     examples: tuple[tuple[str, ...], ...] = ()
+    zoom: tuple[str, ...] = ()
 
 
 def _detect(vt: Vistool, image: Any, options: Options, settings: dict[str, Any]) -> TaskResult:
@@ -99,6 +101,7 @@ TABS: tuple[TabSpec, ...] = (
         task=lambda options: "ground" if options["mode"] == "ground" else "detect",
         run=_detect,
         examples=(("shapes.png", "detect", "circle, square, triangle"), ("shapes.png", "ground", "the red circle")),
+        zoom=("tiles", "refine"),
     ),
     TabSpec(
         name="point",
@@ -108,6 +111,7 @@ TABS: tuple[TabSpec, ...] = (
         task=lambda options: "point",
         run=lambda vt, image, options, settings: vt.point(image, options["description"], **settings),
         examples=(("shapes.png", "star"),),
+        zoom=("tiles",),
     ),
     TabSpec(
         name="ocr",
@@ -122,6 +126,7 @@ TABS: tuple[TabSpec, ...] = (
         task=lambda options: "ocr" if options["output"] == "plain" else "ocr_regions",
         run=_ocr,
         examples=(("document.png", "plain"), ("document.png", "line")),
+        zoom=("tiles",),
     ),
     TabSpec(
         name="caption",
@@ -155,6 +160,7 @@ TABS: tuple[TabSpec, ...] = (
         task=lambda options: "gui_ground" if options["mode"] == "click" else "gui_elements",
         run=_gui,
         examples=(("screenshot.png", "elements", "click the Sign in button"), ("screenshot.png", "click", "open the Pricing page")),
+        zoom=("tiles", "refine"),
     ),
     TabSpec(
         name="video",

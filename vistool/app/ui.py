@@ -31,6 +31,7 @@ from vistool.errors import VistoolError
 from vistool.io.images import load_image
 from vistool.io.video import VideoFrames, sample_video
 from vistool.tasks import TASKS, TaskResult
+from vistool.zoom.draw import draw_passes
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ BUDGET_HINT = (
 BUDGET_NOTES = {70: "fastest", 280: "balanced", 1120: "finest, slowest"}
 TABLE_HEADERS = ["#", "kind", "label", "text", "x1", "y1", "x2", "y2", "confidence"]
 OUTPUT_NAMES = ("visual", "answer", "stats", "table", "json", "download", "raw", "thought")
+ZOOM_LABELS = {"tiles": "Tiles (every object, tile by tile)", "refine": "Refine (find the area, then zoom in)"}
+ZOOM_HINT = ("Several model calls per image for small objects and 4K screens: tiles seen near full resolution, "
+             "or a second look at the area the first answer names. The tiles / crops are framed on the image.")
 
 
 class DemoRunner:
@@ -126,14 +130,18 @@ class DemoRunner:
         """Check and split the raw input values into (options, settings); raise gr.Error
         for a choice that is not offered or a setting that is not a number."""
         names = [field.name for field in spec.fields]
-        if len(values) != len(names) + 3:
-            raise gr.Error(f"expected {len(names) + 3} inputs after the {spec.media}, got {len(values)}")
+        expected = [len(names) + 3] + ([len(names) + 4] if spec.zoom else [])  # the zoom toggle may be left out
+        if len(values) not in expected:
+            raise gr.Error(f"expected {' or '.join(map(str, expected))} inputs after the {spec.media}, got {len(values)}")
         options = dict(zip(names, values))
         for field in spec.fields:
             allowed = [value for _, value in field.choices]
             if field.kind == "radio" and options[field.name] not in allowed:
                 raise gr.Error(f"{field.label}: {options[field.name]!r} is not one of {', '.join(allowed)}")
-        first, max_new_tokens, thinking = values[len(names):]
+        first, max_new_tokens, thinking = values[len(names) : len(names) + 3]
+        zoom = values[len(names) + 3] if len(values) > len(names) + 3 else None
+        if zoom not in (None, "", "off", *spec.zoom):
+            raise gr.Error(f"Zoom: {zoom!r} is not one of off, {', '.join(spec.zoom)}")
         try:
             settings = {
                 "frames" if spec.media == "video" else "budget": None if first in (None, "") else int(first),
@@ -146,6 +154,8 @@ class DemoRunner:
             raise gr.Error("max new tokens must be at least 1")
         if not 1 <= settings.get("frames", 1) <= MAX_FRAMES:
             raise gr.Error(f"frames must be between 1 and {MAX_FRAMES}")
+        if zoom not in (None, "", "off"):
+            settings["zoom"] = zoom
         return options, {key: value for key, value in settings.items() if value is not None}
 
     def _save(self, result: TaskResult, media: Image.Image | VideoFrames) -> tuple[Any, str]:
@@ -163,7 +173,7 @@ class DemoRunner:
         json_path.write_text(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
         if isinstance(media, Image.Image):
             annotated = folder / "annotated.png"
-            result.annotate(media).save(annotated)
+            result.annotate(draw_passes(media, result)).save(annotated)  # a zoom's tiles or crops framed first
             return str(annotated), str(json_path)
         start, end = result.extras.get("start_s"), result.extras.get("end_s")
         visual = []
@@ -228,7 +238,11 @@ def _settings_controls(spec: TabSpec, runner: DemoRunner) -> list[gr.components.
                            info="Longest answer allowed; long lists of boxes need more.", elem_id=f"{spec.name}-max-tokens")
     thinking = gr.Checkbox(value=runner.vt.settings.thinking, label="Thinking (reason before answering; slower)",
                            elem_id=f"{spec.name}-thinking")
-    return [first, tokens, thinking]
+    if not spec.zoom:
+        return [first, tokens, thinking]
+    choices = [("Off", "off")] + [(ZOOM_LABELS[mode], mode) for mode in spec.zoom]
+    zoom = gr.Radio(choices, value="off", label="Zoom", info=ZOOM_HINT, elem_id=f"{spec.name}-zoom")
+    return [first, tokens, thinking, zoom]
 
 
 def _outputs(spec: TabSpec) -> list[gr.components.Component]:
@@ -284,7 +298,7 @@ def _build_tab(spec: TabSpec, runner: DemoRunner, examples_dir: Path | None) -> 
         # Name the API parameters after the inputs (gradio_client shows these names).
         run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-             for name in (spec.media, *names, first_setting, "max_new_tokens", "thinking")]
+             for name in (spec.media, *names, first_setting, "max_new_tokens", "thinking", *(["zoom"] if spec.zoom else []))]
         )
         # preprocess=False: the upload reaches `run` as Gradio's file record, and vistool's
         # own loader reads it, so a non-image or an oversized image gets a clear message.

@@ -100,6 +100,18 @@ def json_view(result: TaskResult) -> dict[str, Any]:
         "extras": {key: value for key, value in result.extras.items() if key != "elements"},
         "diagnostics": result.diagnostics,
         "settings": {key: provenance.get(key) for key in _VIEW_SETTINGS if key in provenance},
+        **({"zoom": _zoom_view(provenance["zoom"])} if provenance.get("zoom") else {}),
+    }
+
+
+def _zoom_view(zoom: dict[str, Any]) -> dict[str, Any]:
+    """The zoom of a result in short: mode, cost, and each pass's purpose, crop and item count."""
+    return {
+        "mode": zoom.get("mode"),
+        "cost": zoom.get("cost"),
+        "merged": zoom.get("merged"),
+        "passes": [{"pass": p["index"] + 1, "purpose": p["purpose"], "crop": p["crop"], "items": p["items"]}
+                   for p in zoom.get("passes") or []],
     }
 
 
@@ -120,6 +132,9 @@ def stats_line(result: TaskResult, wall_s: float) -> str:
     ]
     parts += [f"{key.removesuffix('_s')} **{value:.2f} s**" for key, value in timings.items()
               if key.endswith("_s") and isinstance(value, (int, float))]
+    zoom = provenance.get("zoom") or {}
+    if zoom.get("cost"):
+        parts.append(f"zoom **{zoom['mode']}**: model calls **{zoom['cost']['model_calls']}**")
     parts.append(f"wall **{wall_s:.2f} s**")
     if provenance.get("finish_reason"):
         parts.append(f"finish **{provenance['finish_reason']}**")

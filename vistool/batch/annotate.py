@@ -57,6 +57,7 @@ from vistool.errors import VistoolError
 from vistool.integrations.fiftyone import add_results
 from vistool.integrations.labelstudio import write_labelstudio
 from vistool.tasks import TASKS
+from vistool.zoom import check_zoom
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -74,7 +75,9 @@ class AnnotateConfig:
     src: folder, glob or list file; out: output folder; task: one of CLI_TASKS (or a
     task registry name); classes (detect), query (point, ground, ask, gui instruction),
     length (caption), regions/words (ocr) are the task options; formats: any of coco,
-    yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco).
+    yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco);
+    zoom: "off", "tiles" or "refine" with options (`vistool.zoom.ZoomSettings.parse`):
+    each tile or crop is cached on its own, so a resumed run re-asks nothing.
     """
 
     src: str
@@ -102,6 +105,7 @@ class AnnotateConfig:
     progress: bool = True
     replay_answers: Path | None = None
     dataset: str | None = None
+    zoom: str | None = None
 
 
 @dataclass
@@ -311,6 +315,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     """
     start = time.perf_counter()
     task, options = resolve_task(config)
+    zoom = check_zoom(task, config.zoom)  # an unsupported zoom is a usage error, before any image is read
     formats = resolve_formats(config.formats, task)
     if "fiftyone" in formats:
         import importlib.util
@@ -346,7 +351,8 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
         try:
             runner = BatchRunner(vt, cache, batch_size=config.batch_size, workers=config.workers,
                                  cache_only=config.rescore, progress=config.progress, description=f"annotate {task}")
-            report = runner.run([WorkItem(path, task, options) for path in source.paths])
+            settings = {"zoom": zoom} if zoom.on else {}
+            report = runner.run([WorkItem(path, task, options, settings) for path in source.paths])
         finally:
             cache.close()
         entries = make_entries(report.outcomes, source.relative)

@@ -26,7 +26,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,19 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def key_fields(image_sha256: str, task: str, request: GenerationRequest, model: str) -> dict[str, Any]:
+def key_fields(
+    image_sha256: str, task: str, request: GenerationRequest, model: str, crop: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Return the fields an answer depends on, for one image and one request.
 
     Takes the image's content hash, the task name, the request (its prompt, system
     prompt, budget, max_new_tokens, decoding, thinking, log-probs; its images are not
-    looked at) and the model id. Returns a JSON-able dict; `cache_key` hashes it.
+    looked at), the model id and, for a request about part of the image (a zoom tile or
+    crop), that part's box (x1, y1, x2, y2) in pixels of the displayed image; None for
+    the whole image, whose fields (and keys) stay as they always were. Returns a
+    JSON-able dict; `cache_key` hashes it.
     """
-    return {
+    fields: dict[str, Any] = {
         "image_sha256": image_sha256,
         "task": task,
         "prompt": request.prompt,
@@ -58,6 +63,9 @@ def key_fields(image_sha256: str, task: str, request: GenerationRequest, model: 
         "model": model,
         "settings": request.settings(),
     }
+    if crop is not None:
+        fields["crop"] = [int(value) for value in crop]
+    return fields
 
 
 def cache_key(fields: Mapping[str, Any]) -> str:

@@ -40,6 +40,7 @@ from vistool.io.images import LoadedImage, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.zoom import ZoomSettings
 
 Status = Literal["done", "cached", "failed"]
 # Where an item failed: reading the image, its options, the model call, the answer, or
@@ -54,8 +55,8 @@ class WorkItem:
     """One unit of work: an image file, a task name and that item's task options.
 
     `settings` optionally overrides the run's generation settings for this item (budget,
-    max_new_tokens, decoding, thinking, logprobs, system). `id` is the caller's name for
-    the item (e.g. a COCO image id); it defaults to the path.
+    max_new_tokens, decoding, thinking, logprobs, system, zoom). `id` is the caller's
+    name for the item (e.g. a COCO image id); it defaults to the path.
     """
 
     image: str | Path
@@ -219,8 +220,10 @@ class BatchRunner:
             bar.update(len(new))
             bar.set_postfix(cached=tally["cached"], failed=tally["failed"], refresh=False)
 
+        plain = [(index, item) for index, item in enumerate(work) if not self.zoom_of(item).on]
+        zoomed = [(index, item) for index, item in enumerate(work) if self.zoom_of(item).on]
         try:
-            for prepared in self._prefetched(work):
+            for prepared in self._prefetched(plain):
                 ready = self._resolve(prepared)
                 if ready is not None:
                     settle([(prepared.index, ready)])
@@ -231,25 +234,38 @@ class BatchRunner:
                     batch = []
             if batch:
                 settle(self._run_batch(batch))
+            if zoomed:
+                from vistool.batch.zoomed import run_zoomed
+
+                run_zoomed(self, zoomed, settle)
         finally:
             bar.close()
         final = [outcome for outcome in outcomes if outcome is not None]
         return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start)
 
     # ------------------------------------------------------------ preparing
-    def _prefetched(self, work: list[WorkItem]) -> Iterator[_Prepared]:
-        """Yield each item prepared (read, hashed, decoded when needed), in order.
+    def zoom_of(self, item: WorkItem) -> ZoomSettings:
+        """Return the zoom an item runs with: its own `settings["zoom"]`, else the
+        `Vistool`'s default where the item's task supports its mode (see `Vistool.zoom_for`).
+        An unsupported zoom is left for `_prepare` to report as the item's failure."""
+        try:
+            return self.vt.zoom_for(item.task, item.settings.get("zoom"))
+        except VistoolError:
+            return ZoomSettings()
+
+    def _prefetched(self, work: list[tuple[int, WorkItem]]) -> Iterator[_Prepared]:
+        """Yield each (index, item) prepared (read, hashed, decoded when needed), in order.
 
         With workers, up to a few batches are prepared ahead on the pool, so decoding
         overlaps with generation while memory stays bounded.
         """
         if self.workers == 0:
-            for index, item in enumerate(work):
+            for index, item in work:
                 yield self._prepare(index, item)
             return
         window = max(2 * self.batch_size, 2 * self.workers)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vistool-read") as pool:
-            upcoming = iter(enumerate(work))
+            upcoming = iter(work)
             pending: deque[Future[_Prepared]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
             try:
                 while pending:
@@ -263,11 +279,12 @@ class BatchRunner:
                     future.cancel()
 
     def _settings_for(self, item: WorkItem) -> RunSettings:
-        """Return the run's settings with the item's overrides applied."""
-        if not item.settings:
+        """Return the run's settings with the item's overrides applied (its zoom aside)."""
+        overrides = {key: value for key, value in item.settings.items() if key != "zoom"}
+        if not overrides:
             return self.vt.settings
         try:
-            return replace(self.vt.settings, **dict(item.settings))
+            return replace(self.vt.settings, **overrides)
         except TypeError as exc:
             raise VistoolError(f"unknown setting in {dict(item.settings)}: {exc}") from exc
 
@@ -280,6 +297,7 @@ class BatchRunner:
             return prepared
         prepared.spec = spec
         try:
+            self.vt.zoom_for(spec.name, item.settings.get("zoom"))  # an unsupported zoom fails this item
             prepared.request = build_request(spec, self.vt.profile, item.options, self._settings_for(item))
         except VistoolError as exc:
             prepared.failure = ("options", str(exc))

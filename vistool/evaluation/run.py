@@ -7,7 +7,7 @@ lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` with an
 cache in OUT, so an interrupted evaluation resumes, and `--rescore` re-scores from the cache.
 
     python -m vistool.evaluation.run coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
-    python -m vistool.evaluation.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT
+    python -m vistool.evaluation.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT [--zoom refine]
     python -m vistool.evaluation.run ocr --data FILE.jsonl --images DIR --out OUT
     python -m vistool.evaluation.run refexp --data FILE.jsonl --images DIR --out OUT
     (also `vistool eval ...` with the same arguments)
@@ -37,17 +37,37 @@ from vistool.evaluation.screenspot import read_screenspot, score_clicks
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
 from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
+from vistool.zoom import ZoomLike, ZoomSettings, check_zoom
 
 
 @dataclass
 class RunOptions:
-    """How to run a benchmark: output folder, batch size, cache-only re-scoring, progress bar."""
+    """How to run a benchmark: output folder, batch size, cache-only re-scoring, progress
+    bar, reading threads, and the zoom of every task call ("off", "tiles", "refine"; text
+    or `vistool.zoom.ZoomSettings`)."""
 
     out: Path
     batch_size: int | None = None
     rescore: bool = False
     progress: bool = True
     workers: int = 4
+    zoom: ZoomLike = None
+
+    def item_settings(self, task: str) -> dict[str, Any]:
+        """The per-item settings that carry the zoom to the batch engine (checked for `task`)."""
+        zoom = check_zoom(task, self.zoom)
+        return {"zoom": zoom} if zoom.on else {}
+
+
+def run_cost(report: RunReport) -> dict[str, Any]:
+    """Model calls and image tokens per answered item (zoomed calls cost several passes)."""
+    results = [outcome.result for outcome in report.outcomes if outcome.result is not None and outcome.result.ok]
+    if not results:
+        return {"items": 0}
+    calls = [((r.provenance.get("zoom") or {}).get("cost") or {}).get("model_calls", 1) for r in results]
+    tokens = [r.provenance.get("image_tokens") or 0 for r in results]
+    return {"items": len(results), "model_calls_per_item": round(sum(calls) / len(results), 3),
+            "image_tokens_per_item": round(sum(tokens) / len(results), 1)}
 
 
 def run_items(vt: Vistool, items: list[WorkItem], options: RunOptions, name: str) -> RunReport:
@@ -66,6 +86,8 @@ def finish(metrics: dict[str, Any], report: RunReport, vt: Vistool, options: Run
     meta = {
         "model": vt.backend.model_id,
         "profile": vt.profile.name,
+        "zoom": ZoomSettings.parse(options.zoom).text(),
+        "cost": run_cost(report),
         "run": report.to_dict(),
         "failures": [{"id": o.item.name, "stage": o.stage, "reason": o.reason} for o in report.failures][:50],
         **(extra or {}),
@@ -102,8 +124,9 @@ def evaluate_coco(
     names = list(dataset.category_names.values())
     size = chunk_size or len(names)
     chunks = [names[start : start + size] for start in range(0, len(names), size)]
+    settings = options.item_settings("detect")
     items = [
-        WorkItem(sample.image, "detect", {"classes": chunk}, id=f"{sample.image_id}/{index}")
+        WorkItem(sample.image, "detect", {"classes": chunk}, settings, id=f"{sample.image_id}/{index}")
         for sample in dataset
         for index, chunk in enumerate(chunks)
     ]
@@ -155,7 +178,8 @@ def _evaluate_samples(
 ) -> dict[str, Any]:
     """Shared path of per-sample benchmarks: one task call per sample, a prediction from each
     result (None when it failed: a format error for the scorer), then the scorer."""
-    items = [WorkItem(sample.image, task, task_options(sample), id=sample.id) for sample in samples]
+    settings = options.item_settings(task)
+    items = [WorkItem(sample.image, task, task_options(sample), settings, id=sample.id) for sample in samples]
     report = run_items(vt, items, options, name)
     predictions: dict[str, Any] = {}
     for outcome in report.outcomes:
@@ -216,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--out", type=Path, required=True, help="output folder (answer cache, predictions, report)")
     model.add_argument("--rescore", action="store_true", help="score from the answer cache without running the model")
     model.add_argument("--no-progress", action="store_true")
+    model.add_argument("--zoom", help="off, tiles or refine, with options after a colon (tiles:tile=1024,overlap=0.25; "
+                       "refine:depth=2): several model calls per sample for small targets and 4K screens")
     commands = parser.add_subparsers(dest="benchmark", required=True)
     coco = commands.add_parser("coco", parents=[model], help="COCO detection (pycocotools AP)")
     coco.add_argument("--instances", required=True, help="COCO instances json")
@@ -243,8 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["score"] and len(argv) > 1:
         return _score_existing(argv[1], argv[2:])
     args = _parser().parse_args(argv)
-    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress)
+    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress, zoom=args.zoom)
     try:
+        task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
+        options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
         vt = _model(args, load)
         if args.benchmark == "coco":
             categories = [name.strip() for name in args.categories.split(",")] if args.categories else None
