@@ -167,12 +167,11 @@ def simulated(args: argparse.Namespace) -> None:
     classes = sorted({label for scene in photos for label in scene.labels})
     rows = []
     for budget in (280, 1120):
-        for zoom in ("off", "tiles"):
+        for zoom in ("off", "tiles", "tiles:whole=true"):
             rows.append(["detect (all coco8 classes)", budget, zoom, *bench_detect(vt, photos, classes, zoom, budget), ""])
-        unique = [Scene(s.image, s.xyxy, s.labels, s.names, s.name) for s in photos]
         for zoom in ("off", "tiles", "refine"):
             hits, results = [], []
-            for scene in unique:
+            for scene in photos:
                 for box, name in zip(scene.xyxy, scene.names):
                     if not name.startswith("the "):
                         continue

@@ -273,3 +273,19 @@ def test_lower_layers_never_import_zoom():
             names = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
             names += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
             assert not [name for name in names if name.startswith(("vistool.zoom", "vistool.api", "vistool.batch"))], path
+
+
+def test_refine_without_a_region_wording_asks_the_task_itself_first():
+    """PaliGemma 2 has no wording for the region question (and no resize rule): pass 1 is
+    its own `detect <expression>` on the whole image, pass 2 the same on a crop."""
+    scene = random_scene((3000, 2000), 6, seed=13)
+    sim = SimulatedModel([scene], profile="paligemma2", exact=True)
+    job = ZoomJob(TASKS["ground"], get_profile("paligemma2"), {"expression": scene.names[2]}, RunSettings(), scene.image, "s",
+                  ZoomSettings.parse("refine"))
+    run_jobs([job], sim.generate)
+    result = job.result()
+    passes = result.provenance["zoom"]["passes"]
+    assert [(p["purpose"], p["task"]) for p in passes] == [("region", "ground"), ("task", "ground")]
+    assert passes[0]["prompt"] == passes[1]["prompt"] == f"detect {scene.names[2]}"
+    assert max(passes[1]["crop"][2] - passes[1]["crop"][0], passes[1]["crop"][3] - passes[1]["crop"][1]) <= 1205
+    assert sv.box_iou_batch(result.detections.xyxy, scene.xyxy[2:3])[0, 0] > 0.95

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.zoom_sim import Scene, SimulatedModel, draw_objects, noise_background, screenshot_scene
+from eval.zoom_sim import Scene, SimulatedModel, noise_background, screenshot_scene
 from tests.test_zoom import mean_ap, random_scene
 from vistool.api import Vistool
 from vistool.batch.annotate import AnnotateConfig, annotate

@@ -8,7 +8,8 @@ passes it lacks, and refine's second pass, planned from the first pass's cached 
 lands on the same key again. Items go in chunks of `batch_size` images; the ready passes
 of a chunk are asked `batch_size` at a time, and the cache is fsync'd after each call.
 Every pass is interpreted from its cache record, so a fresh and a resumed run build the
-same result from the same bytes.
+same result from the same bytes. Unlike unzoomed items, a zoomed item's image is decoded
+even when every pass is cached (the passes are planned on the displayed image).
 """
 
 from __future__ import annotations

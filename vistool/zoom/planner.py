@@ -21,8 +21,8 @@ from vistool.errors import VistoolError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
-from vistool.zoom.compose import merge_tiles, pass_record, zoom_provenance
-from vistool.zoom.mapping import crop, is_whole, shift_result
+from vistool.zoom.compose import merge_tiles, zoom_provenance
+from vistool.zoom.mapping import crop, shift_result
 from vistool.zoom.refine import REFINE_TARGETS, refine_crop, step_scale, view_size
 from vistool.zoom.settings import ZoomLike, ZoomSettings
 from vistool.zoom.tiling import Box, TileGrid, seen_scale, tile_grid
@@ -224,4 +224,4 @@ def run_jobs(jobs: Sequence[ZoomJob], generate: Callable[[list[GenerationRequest
             job.feed(step, response)
 
 
-__all__ = ["Pass", "ZOOM_MODES", "ZoomJob", "check_zoom", "is_whole", "pass_record", "run_jobs"]
+__all__ = ["Pass", "ZOOM_MODES", "ZoomJob", "check_zoom", "run_jobs"]
