@@ -46,6 +46,12 @@ def test_api_zoom_per_call_and_as_a_default():
     assert mean_ap([scene], [tiles.detections]) >= 0.99
     both = vt.detect([scene.image, "no/such/file.png"], ["cat"], budget=70, zoom="tiles")
     assert both[0].ok and not both[1].ok  # a bad image in a list still fails alone
+    little = random_scene((300, 200), 2, seed=14)
+    sim.scenes.append(little)
+    small, huge = vt.detect([little.image, scene.image], ["cat"], budget=70, zoom="tiles:tile=150,max_tiles=8")
+    assert small.ok and not huge.ok and "max_tiles" in huge.error  # too many tiles for one image: that one fails
+    with pytest.raises(VistoolError, match="max_tiles"):
+        vt.detect(scene.image, ["cat"], budget=70, zoom="tiles:tile=150,max_tiles=8")
     with pytest.raises(VistoolError, match="does not apply to task 'caption'"):
         vt.caption(scene.image, zoom="tiles")
     with pytest.raises(VistoolError, match="does not apply to task 'ocr'"):

@@ -164,9 +164,16 @@ class Vistool:
         pending = [(index, item) for index, item in enumerate(loaded) if isinstance(item, LoadedImage)]
         results: list[TaskResult] = [item for item in loaded]  # type: ignore[misc]
         if zoom.on:
-            jobs = [ZoomJob(spec, self.profile, options, run_settings, image.image, image.source, zoom) for _, image in pending]
-            run_jobs(jobs, self.backend.generate)
-            for (index, _), job in zip(pending, jobs):
+            jobs: list[tuple[int, ZoomJob]] = []
+            for index, image in pending:
+                try:  # e.g. fixed tiles that would cut this image into more than max_tiles
+                    jobs.append((index, ZoomJob(spec, self.profile, options, run_settings, image.image, image.source, zoom)))
+                except VistoolError as error:
+                    if single:
+                        raise
+                    results[index] = TaskResult(task=spec.name, source=image.source, image_size=image.size, error=str(error))
+            run_jobs([job for _, job in jobs], self.backend.generate)
+            for index, job in jobs:
                 results[index] = job.result()
             return results[0] if single else results
         requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
