@@ -237,3 +237,22 @@ def test_demo_zoom_toggle_draws_the_tiles(tmp_path):
     assert Image.open(zoomed["visual"]).tobytes() != Image.open(plain["visual"]).tobytes()  # the tiles are framed
     with pytest.raises(Exception, match="Zoom"):
         runner.run(detect, upload, ["detect", "circle", 70, 256, False, "sideways"])
+
+
+def test_set_of_marks_lists_the_elements_tile_by_tile():
+    scene = random_scene((1600, 1000), 6, seed=15, labels=("button", "icon"))
+
+    class Marked(SimulatedModel):
+        """The simulated model, plus: on the marked screenshot it picks mark 2."""
+
+        def generate(self, requests):
+            return [super(Marked, self).generate([r])[0] if "mark" not in r.prompt.lower()
+                    else type(super(Marked, self).generate([r])[0])(text='{"mark": 2}') for r in requests]
+
+    vt = Vistool(Marked([scene], exact=True))
+    result = vt.gui_ground(scene.image, "press it", marks=True, zoom="tiles:tile=700", budget=280)
+    assert len(result.extras["elements"]) == 6 and result.extras["mark"] == 2  # listed through the tiles, none twice
+    x, y = result.extras["click"]
+    assert any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in scene.xyxy)  # the centre of a real element
+    with pytest.raises(VistoolError, match="does not combine with marks"):
+        vt.gui_ground(scene.image, "press it", marks=True, zoom="refine")

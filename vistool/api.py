@@ -172,7 +172,7 @@ class Vistool:
                     if single:
                         raise
                     results[index] = TaskResult(task=spec.name, source=image.source, image_size=image.size, error=str(error))
-            run_jobs([job for _, job in jobs], self.backend.generate)
+            run_jobs([job for _, job in jobs], lambda batch: answer_requests(self.backend, batch))
             for index, job in jobs:
                 results[index] = job.result()
             return results[0] if single else results
@@ -225,10 +225,17 @@ class Vistool:
         found first with `gui_elements`) are drawn as numbered marks, the model picks a
         mark id on that marked image, and the id is mapped back to the element's box and
         click (its centre): `extras` mark, box, label, click, element and elements.
+        With marks, `zoom="tiles"` lists the elements tile by tile (the mark is still
+        picked on the whole marked screenshot); refine does not combine with marks.
         """
         if not marks:
             return self.run("gui_ground", images, {"instruction": instruction}, **settings)
         from vistool.postprocess.marks import draw_marks
+
+        zoom = settings.pop("zoom", None)
+        if zoom is not None and ZoomSettings.parse(zoom).mode == "refine":
+            raise VistoolError("zoom='refine' does not combine with marks=True (the model picks a mark on the whole "
+                               "screenshot); zoom='tiles' lists the elements tile by tile")
 
         single = not isinstance(images, (list, tuple))
         results = []
@@ -242,7 +249,7 @@ class Vistool:
                 continue
             found = elements
             if found is None:
-                listed = self.gui_elements(loaded, **settings)
+                listed = self.gui_elements(loaded, zoom=zoom, **settings)
                 if not listed.ok or not listed.extras.get("elements"):
                     results.append(replace(listed, task="gui_mark", error=listed.error or "no user-interface elements found to mark"))
                     continue

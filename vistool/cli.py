@@ -272,7 +272,8 @@ def ask_command(
     return vt.ask(image, question, **settings)
 
 
-@image_task("gui", task=lambda own: "gui_elements" if own["instruction"] is None else "gui_ground")
+# With --marks, a zoom applies to listing the elements (the mark is picked on the whole screenshot).
+@image_task("gui", task=lambda own: "gui_elements" if own["instruction"] is None or own["marks"] else "gui_ground")
 def gui_command(
     vt, image: ImageArgument, settings: dict,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from vistool.batch.cache import cache_key, file_sha256, key_fields, make_record
 from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import load_image
+from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationResponse
 from vistool.tasks import TASKS
 from vistool.zoom import Pass, ZoomJob
@@ -125,7 +126,7 @@ def _ask(runner: "BatchRunner", group: dict[str, list[tuple[_Item, Pass, dict[st
     requests = [step.request for _, step, _ in leaders]
     runner.model_calls += len(requests)
     try:
-        responses = runner.vt.backend.generate(requests)
+        responses = answer_requests(runner.vt.backend, requests)
         if len(responses) != len(requests):
             raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
     except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
