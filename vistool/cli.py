@@ -1,7 +1,10 @@
 """The `vistool` command line.
 
-Every command prints its result on stdout (JSON where it is structured) and turns a
-`VistoolError` into one line on stderr and exit code 2, so scripts can rely on it.
+Every command prints its result on stdout (JSON where it is structured); progress and
+messages go to stderr. Usage errors (unknown option, missing argument, bad value) and
+`VistoolError`s end in one line on stderr and exit code 2, so scripts can rely on it
+(see `vistool.commandline.errors`). Option values that can be checked without a model
+(image, --save, --budget, --device, --dtype) are checked before any model loads.
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ BudgetOption = Annotated[
     Optional[int], typer.Option("--budget", "-b", help="Image-token budget (Gemma 4: 70, 140, 280, 560, 1120).")
 ]
 DeviceOption = Annotated[Optional[str], typer.Option(help="cuda, cuda:N, mps or cpu (default: best available).")]
+DtypeOption = Annotated[
+    Optional[str],
+    typer.Option("--dtype", help="Weights precision of a local model: bfloat16, float16 or float32 (default: bfloat16 on CUDA, float16 on MPS, float32 on CPU)."),
+]
+ProgressOption = Annotated[
+    Optional[bool],
+    typer.Option("--progress/--no-progress", help="Show generated tokens on stderr while a local model runs (default: when stderr is a terminal)."),
+]
 
 
 def fail(message: str) -> None:
@@ -64,15 +75,18 @@ def generate_command(
     thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")] = False,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     device: DeviceOption = None,
+    dtype: DtypeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
+    progress: ProgressOption = None,
 ) -> None:
-    """Run one prompt over one image and print the answer."""
+    """Run one prompt over one image with a local model and print the answer."""
+    from vistool.commandline.progress import token_progress
     from vistool.io.images import load_image
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
 
     loaded = load_image(image)
-    backend = TransformersBackend(model, device=device)
+    backend = TransformersBackend(model, device=device, dtype=dtype)
     request = GenerationRequest(
         prompt=prompt,
         images=[loaded.image],
@@ -81,7 +95,8 @@ def generate_command(
         max_new_tokens=max_new_tokens,
         thinking=thinking,
     )
-    response = backend.generate([request])[0]
+    with token_progress(backend, progress):
+        response = backend.generate([request])[0]
     if not response.ok:
         fail(f"generation failed for {loaded.source}: {response.error}")
     if as_json:
@@ -106,7 +121,9 @@ _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "backend": (BackendOption, "transformers"),
     "base_url": (BaseUrlOption, None),
     "device": (DeviceOption, None),
+    "dtype": (DtypeOption, None),
     "save": (SaveOption, None),
+    "progress": (ProgressOption, None),
 }
 
 
@@ -168,27 +185,38 @@ def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -
 
 def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, task: Callable[[dict[str, Any]], str] | None,
                     model: str, budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
-                    base_url: str | None, device: str | None, save: Path | None) -> None:
-    """Load the image (failing fast), check the budget and zoom, load the model, run, print, save."""
+                    base_url: str | None, device: str | None, dtype: str | None, save: Path | None,
+                    progress: bool | None) -> None:
+    """Check the inputs (image, --save, budget, zoom) before the model loads; load it, run with
+    a token counter on stderr, print the result on stdout, then write the drawing."""
     from vistool.api import load
+    from vistool.commandline.checks import check_save_path
+    from vistool.commandline.progress import token_progress
+    from vistool.commandline.view import result_json
     from vistool.io.images import load_image
     from vistool.profiles import profile_for_model
     from vistool.zoom import check_zoom
 
     loaded = load_image(own.pop("image"))
+    check_save_path(save)
     if budget is not None:
         profile_for_model(model).check_budget(budget)
     if own.get("zoom") is not None and task is not None:
         check_zoom(task(own), own["zoom"])
-    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking)
-    result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
+    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, dtype=dtype, thinking=thinking)
+    with token_progress(vt.backend, progress):
+        result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
         fail(f"{loaded.source}: {result.error}")
+    typer.echo(result_json(result))  # the answer is paid for: print it before anything else can fail
+    sys.stdout.flush()
     if save is not None:
         from vistool.zoom.draw import draw_passes
 
-        result.annotate(draw_passes(loaded.image, result)).save(save)
-    typer.echo(result.to_json(indent=2))
+        try:
+            result.annotate(draw_passes(loaded.image, result)).save(save)
+        except OSError as exc:
+            fail(f"--save {save}: cannot write the drawing: {exc.strerror or exc} (the result is printed above)")
 
 
 ImageArgument = Annotated[str, typer.Argument(help="Image path or URL.")]
@@ -311,18 +339,23 @@ def video_command(
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    progress: ProgressOption = None,
 ) -> None:
     """Ask a question about a video, or find when an event happens."""
+    from vistool.commandline.progress import token_progress
+    from vistool.commandline.view import result_json
     from vistool.io.video import sample_video
 
     sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
     from vistool.api import load
 
-    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking)
-    result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, thinking=thinking)
+    with token_progress(vt.backend, progress):
+        result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
         fail(f"{video}: {result.error}")
-    typer.echo(result.to_json(indent=2))
+    typer.echo(result_json(result))
 
 
 @app.command("annotate")
@@ -336,7 +369,7 @@ def annotate_command(
     regions: Annotated[bool, typer.Option("--regions", help="ocr: text regions with boxes (exportable) instead of plain text.")] = False,
     words: Annotated[bool, typer.Option("--words", help="ocr --regions: words instead of lines.")] = False,
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl, labelstudio, fiftyone (repeat or comma-separate; box tasks and classify default to coco; results.jsonl is always written).")] = None,
-    model: ModelOption = DEFAULT_MODEL,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Hugging Face id or local model folder (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds).")] = None,
     budget: BudgetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
@@ -344,6 +377,7 @@ def annotate_command(
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     device: DeviceOption = None,
+    dtype: DtypeOption = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Rebuild results and exports from the answer cache, without running the model.")] = False,
     draw: Annotated[bool, typer.Option("--draw", help="Also write annotated copies of the images to OUT/draw.")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images (sorted by path).")] = None,
@@ -358,7 +392,9 @@ def annotate_command(
 
     Every answer is cached in OUT/answers.jsonl: after a crash or Ctrl-C, run the same command again and only the missing images are processed; change a setting and only what it affects is re-run. Failed images are listed with their reason in OUT/failures.jsonl.
 
-    Exit codes: 0 every image annotated; 1 finished, but some images failed or an export could not be written; 2 usage or setup error (bad option, no images, model cannot load, OUT in use or not writable); 130 interrupted (re-run to resume).
+    The model loads only when an answer is missing from the cache. No run replaces the exports in OUT with emptier ones: when images that have a result there would lose it, the exports are kept and the run says why.
+
+    Exit codes: 0 every image annotated; 1 finished, but some images failed, an export could not be written or the exports were kept; 2 usage or setup error (bad option, no images, model cannot load, nothing cached to re-score, OUT in use or not writable); 130 interrupted, 143 terminated (re-run to resume).
     """
     from vistool.batch.annotate import AnnotateConfig, run_cli
 
@@ -376,19 +412,21 @@ def demo_command(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
     device: DeviceOption = None,
+    dtype: DtypeOption = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline.")] = False,
 ) -> None:
     """Serve the Gradio demo app (the same as `python demos/app.py`)."""
     from vistool.app import serve
 
-    serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny)
+    serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, dtype=dtype,
+          tiny=tiny)
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def eval_command(ctx: typer.Context) -> None:
-    """Evaluate on a benchmark (coco, screenspot, ocr, refexp), or score a predictions file (score ...).
+    """Evaluate on a benchmark (coco, screenspot, ocr, refexp), or score a predictions file (score).
 
-    `vistool eval --help` lists the arguments; they are those of `python -m vistool.evaluation.run`.
+    `vistool eval --help` lists the benchmarks, `vistool eval BENCHMARK --help` their options.
     """
     from vistool.evaluation.run import main as run_eval
 
@@ -423,25 +461,15 @@ def info_command() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with `argv` (default: sys.argv); return the exit code."""
-    try:
-        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
-    except VistoolError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (typer.BadParameter, typer.Abort) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
-    except Exception as exc:  # click usage errors
-        import click
+    """Run the CLI with `argv` (default: sys.argv[1:]); return the exit code.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return code if isinstance(code, int) else 0
+    Usage errors (unknown option, missing argument, bad value) give one line and 2, as
+    click does; a `VistoolError` one line and 2; Ctrl-C 130, SIGTERM 143; a bug one line
+    and 1 (see `vistool.commandline.errors`).
+    """
+    from vistool.commandline.errors import run
+
+    return run(app, argv)
 
 
 if __name__ == "__main__":

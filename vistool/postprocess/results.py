@@ -165,19 +165,36 @@ def detections_to_dict(detections: sv.Detections) -> dict[str, Any]:
     }
 
 
-def detections_from_dict(data: dict[str, Any]) -> sv.Detections:
-    """Rebuild `sv.Detections` written by `detections_to_dict`."""
+# Plain-list fields (the CLI's readable JSON, vistool.commandline.view): dtype and row width.
+_PLAIN_FIELDS: dict[str, tuple[Any, int | None]] = {
+    "xyxy": (np.float64, 4), "confidence": (np.float64, None), "class_id": (np.int64, None),
+    "tracker_id": (np.int64, None), CLASS_NAME_DATA_FIELD: (str, None), SPAN_FIELD: (np.int64, 2),
+}
 
-    def optional(value: dict[str, Any] | None) -> np.ndarray | None:
-        return None if value is None else _array_from_json(value)
+
+def _array_from_any(key: str, value: Any) -> np.ndarray:
+    """Decode an array written by `_array_to_json`, or given as a plain (nested) list."""
+    if isinstance(value, dict):
+        return _array_from_json(value)
+    dtype, width = _PLAIN_FIELDS.get(key, (None, None))
+    array = np.array(value, dtype=dtype)
+    return array.reshape(-1, width) if width is not None else array
+
+
+def detections_from_dict(data: dict[str, Any]) -> sv.Detections:
+    """Rebuild `sv.Detections` written by `detections_to_dict` (arrays encoded, or as plain lists)."""
+
+    def optional(key: str) -> np.ndarray | None:
+        value = data.get(key)
+        return None if value is None else _array_from_any(key, value)
 
     return sv.Detections(
-        xyxy=_array_from_json(data["xyxy"]),
-        mask=optional(data.get("mask")),
-        confidence=optional(data.get("confidence")),
-        class_id=optional(data.get("class_id")),
-        tracker_id=optional(data.get("tracker_id")),
-        data={key: _array_from_json(value) for key, value in data.get("data", {}).items()},
+        xyxy=_array_from_any("xyxy", data["xyxy"]),
+        mask=optional("mask"),
+        confidence=optional("confidence"),
+        class_id=optional("class_id"),
+        tracker_id=optional("tracker_id"),
+        data={key: _array_from_any(key, value) for key, value in data.get("data", {}).items()},
         metadata=dict(data.get("metadata", {})),
     )
 

@@ -26,10 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vistool.errors import ModelLoadError, RequestError
+from vistool.errors import ModelLoadError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import speed
 from vistool.runtime.backend import validate_requests
+from vistool.runtime.devices import pick_device, pick_dtype
+from vistool.runtime.hub import hub_error_hint, hub_preflight
+from vistool.runtime.progress import ProgressCallback, StepProgress
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -43,24 +46,11 @@ def pick_device_and_dtype(device: str | None = None, dtype: str | None = None) -
 
     Takes an optional device ("cuda", "cuda:1", "mps", "cpu") and dtype name
     ("bfloat16", "float16", "float32"). Returns (device, torch dtype): by default CUDA
-    with bfloat16, else Apple MPS with float16, else CPU with float32.
+    with bfloat16, else Apple MPS with float16, else CPU with float32. Raises
+    RequestError for a device this machine lacks or an unknown name (see `devices`).
     """
-    import torch
-
-    if device is None:
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    if dtype is None:
-        dtype = {"cuda": "bfloat16", "mps": "float16"}.get(device.split(":")[0], "float32")
-    try:
-        torch_dtype = getattr(torch, dtype)
-    except AttributeError as exc:
-        raise RequestError(f"unknown dtype {dtype!r}; use bfloat16, float16 or float32") from exc
-    return device, torch_dtype
+    chosen = pick_device(device)
+    return chosen, pick_dtype(dtype, chosen)
 
 
 def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
@@ -68,6 +58,8 @@ def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if Path(model_id).exists():
         hint = "the folder exists but does not hold a loadable model (config.json, safetensors weights, processor files)"
+    elif hub_error_hint(model_id, exc) is not None:
+        hint = str(hub_error_hint(model_id, exc))
     else:
         hint = (
             "it is not a local folder, and it could not be fetched from the Hugging Face Hub: check the name, "
@@ -153,11 +145,12 @@ class TransformersBackend:
         bucket: bool = True,
         compile: bool = False,
     ) -> None:
+        model_id = str(model_id)
+        device, torch_dtype = pick_device_and_dtype(device, dtype)  # before the slow transformers import
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        model_id = str(model_id)
-        device, torch_dtype = pick_device_and_dtype(device, dtype)
         load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
+        load_kwargs.update(hub_preflight(model_id, revision))  # an unreachable Hub fails (or goes offline) in seconds
         try:
             processor = AutoProcessor.from_pretrained(model_id, **load_kwargs)
             model = AutoModelForImageTextToText.from_pretrained(
@@ -237,6 +230,8 @@ class TransformersBackend:
         self._json_table = None  # built on the first request that asks to stop when its JSON closes
         self._static_caches: dict[tuple[int, int], Any] = {}  # (batch, length) -> reusable StaticCache
         self._compile_config = None
+        # Called as progress(tokens generated so far, token limit) after each decode step (progress displays).
+        self.progress: ProgressCallback | None = None
 
     # ----------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int | None:
@@ -599,6 +594,8 @@ class TransformersBackend:
             enabled = torch.tensor(wants_stop, device=self.device)
             json_stop = speed.JsonCloseStop(self._json_stop_table(), enabled, prompt_length)
             generate_kwargs["stopping_criteria"].append(json_stop)
+        if self.progress is not None:
+            generate_kwargs["stopping_criteria"].append(StepProgress(self.progress, prompt_length, first.max_new_tokens))
         if self.compile:
             generate_kwargs["cache"] = self._static_cache(len(requests), prompt_length + first.max_new_tokens)
             generate_kwargs["compile_config"] = self._get_compile_config()
