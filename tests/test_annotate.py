@@ -300,7 +300,8 @@ def test_bad_files_are_listed_and_the_rest_annotated(tmp_path, capsys):
     # Re-running retries the model error only (it is not cached); the unparseable answer is.
     assert main(argv) == 1
     again = json.loads(capsys.readouterr().out)
-    assert (again["cached"], again["failed"], again["model_calls"]) == (4, 6, 1)
+    assert (again["cached"], again["failed"], again["model_calls"], again["generated"]) == (4, 6, 1, 1)
+    assert again["answers_from_cache"] == 5  # the unparseable answer came from the cache too (and failed again)
 
 
 def test_only_what_a_setting_affects_is_re_run(tmp_path):
@@ -344,17 +345,19 @@ def test_runner_takes_per_item_options_and_duplicates(tmp_path):
     backend = oracle_backend(truth)
     paths = sorted(src.iterdir())
     items = [
+        WorkItem(paths[1], "detect", {"classes": ["car", "person"]}),  # the first batch: 1 item (1/8 of 8)
         WorkItem(paths[0], "detect", {"classes": ["person"]}),
-        WorkItem(paths[1], "detect", {"classes": ["car", "person"]}),
-        WorkItem(paths[0], "detect", {"classes": ["person"]}),  # the same work twice: one model call
+        WorkItem(paths[0], "detect", {"classes": ["person"]}),  # the same work twice in a batch: asked once
         WorkItem(paths[0], "point", {"description": ""}),  # bad options: this item fails, not the run
         WorkItem(tmp_path / "missing.png", "detect", {}),
+        WorkItem(paths[1], "detect", {"classes": ["car", "person"]}),  # answered in the first batch: cached
     ]
     report = BatchRunner(Vistool(backend), AnswerCache(tmp_path / "a.jsonl"), batch_size=8, progress=False).run(items)
-    assert [o.status for o in report.outcomes] == ["done", "done", "done", "failed", "failed"]
-    assert backend.calls == 2 == report.model_calls
+    assert [o.status for o in report.outcomes] == ["done", "done", "done", "failed", "failed", "cached"]
+    assert backend.calls == 2 == report.generated and report.model_calls == 2  # two generate calls, one answer each
+    assert [o.answered for o in report.outcomes] == ["model", "model", "model", None, None, "cache"]
     assert report.outcomes[3].stage == "options" and report.outcomes[4].stage == "read"
-    assert report.outcomes[1].result.provenance["prompt"].count("car, person") == 2
+    assert report.outcomes[0].result.provenance["prompt"].count("car, person") == 2
 
 
 class BudgetAwareReplay(ReplayBackend):
@@ -380,7 +383,8 @@ def test_runner_batch_defaults_to_the_backend_batch_for_the_budget_capped(tmp_pa
     assert BatchRunner(Vistool(BudgetAwareReplay(answer)), progress=False).batch_size == 16  # the family default, 280
     backend = BudgetAwareReplay(answer)
     report = BatchRunner(Vistool(backend, budget=280), progress=False).run([WorkItem(path, "detect", {}) for path in sorted(src.iterdir())])
-    assert report.model_calls == 5 and backend.batches == [5]  # five images: one call (up to 16)
+    # five images: a small first batch (1/8 of 16) so an early interrupt keeps answers, then the rest at once
+    assert report.model_calls == 2 and report.generated == 5 and backend.batches == [2, 3]
 
 
 # ---------------------------------------------------------- other tasks, CLI
@@ -429,7 +433,7 @@ def test_tiny_model_noise_goes_through_and_reruns_from_cache(tiny_model_dir, tin
     vt = Vistool(tiny_backend, budget=70, max_new_tokens=8)
     settings = dict(batch_size=2, formats=["coco", "yolo"], model=str(tiny_model_dir), budget=70, max_new_tokens=8)
     first = annotate(config(src, out, **settings), vt=vt)
-    assert first.report.model_calls == 4 and len(first.report.outcomes) == 4
+    assert first.report.generated == 4 and len(first.report.outcomes) == 4
     for outcome in first.report.outcomes:  # random weights: any answer, but never a crash
         assert outcome.status == "done" or outcome.stage == "answer", outcome.reason
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -447,7 +451,7 @@ def test_tiny_model_on_coco8_photos(tiny_model_dir, tiny_backend, tmp_path):
     root = shared_data("coco8", "images")
     summary = annotate(config(root, tmp_path / "out", limit=2, model=str(tiny_model_dir), formats=["coco", "voc"]),
                        vt=Vistool(tiny_backend, budget=70, max_new_tokens=8))
-    assert summary.report.model_calls == 2 and not summary.export_errors
+    assert summary.report.generated == 2 and not summary.export_errors
     assert all(outcome.ok or outcome.stage == "answer" for outcome in summary.report.outcomes)
     assert [json.loads(line)["image_size"] for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()] == [
         list(load_image(path).size) for path in sorted((root / "train").iterdir())[:2]]

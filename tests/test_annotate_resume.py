@@ -88,7 +88,7 @@ def test_killed_by_the_writer_hook_then_resumed(setup, tmp_path, capsys, kill_af
     assert main(argv(setup["src"], out, setup["answers"])) == 1
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
-    assert summary["model_calls"] == IMAGES - kill_after  # the finished answers were not asked again
+    assert summary["generated"] == IMAGES - kill_after  # the finished answers were not asked again
     assert ("incomplete last line" in captured.err) == (mode == "torn")
     assert_same_as_reference(out, setup["reference"])
 
@@ -107,7 +107,7 @@ def test_killed_from_outside_twice_then_resumed(setup, tmp_path, capsys):
         assert wanted <= len(cache_lines(out)) < IMAGES
     assert main(argv(setup["src"], out, setup["answers"])) == 1
     summary = json.loads(capsys.readouterr().out)
-    assert 0 < summary["model_calls"] <= IMAGES - 6 and summary["cached"] >= 6
+    assert 0 < summary["generated"] <= IMAGES - 6 and summary["cached"] >= 6
     assert_same_as_reference(out, setup["reference"])
 
 

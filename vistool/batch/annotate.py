@@ -15,10 +15,17 @@ What lands in OUT:
                   FiftyOne dataset --dataset (default vistool-<OUT folder name>)
   draw/           --draw: annotated copies of the images
 
+The model loads only when an answer is missing from the cache, so a fully cached re-run
+loads none. --rescore never loads one: without --model it re-scores the answers of the one
+model the cache holds, and when no cached answer matches the settings it stops before
+writing anything. No run replaces OUT's exports with emptier ones (see `guard`).
+
 Exit codes: 0 every image annotated (from the model or the cache); 1 finished, but some
-images failed (listed in failures.jsonl) or an export could not be written; 2 usage or
-setup error (bad option, no images, model cannot load, OUT in use by another run or not
-writable); 130 interrupted (Ctrl-C): run the same command again to resume.
+images failed (listed in failures.jsonl), an export could not be written, or the exports
+were kept because this run would have emptied them; 2 usage or setup error (bad option,
+no images, model cannot load, nothing cached to re-score, OUT in use by another run or
+not writable); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): run the same command
+again to resume.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +56,23 @@ from vistool.batch.export import (
     write_voc,
     write_yolo,
 )
+from vistool.batch.backends import CacheOnlyBackend, LazyBackend, make_vistool
 from vistool.batch.export_labels import write_coco_image_labels
+from vistool.batch.guard import lost_results
 from vistool.batch.outpaths import unique_safe_names
-from vistool.batch.runner import BatchRunner, RunReport, WorkItem
+from vistool.batch.rescore import cache_contents, cached_model
+from vistool.batch.runner import BatchRunner, WorkItem
 from vistool.batch.sources import collect_images
+from vistool.batch.summary import AnnotateSummary
 from vistool.errors import VistoolError
 from vistool.integrations.fiftyone import add_results
 from vistool.integrations.labelstudio import write_labelstudio
+from vistool.interrupts import interrupt_exit_code, interrupt_word, sigterm_as_interrupt
 from vistool.tasks import TASKS
 from vistool.zoom import check_zoom
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_USAGE = 2  # 0 and 1: AnnotateSummary.exit_code; 130 and 143: vistool.interrupts
 CLI_TASKS = ("detect", "ground", "point", "ocr", "caption", "ask", "gui", "classify")
 CACHE_FILE = "answers.jsonl"
 RESULTS_FILE = "results.jsonl"
@@ -88,10 +100,11 @@ class AnnotateConfig:
     length: str | None = None
     regions: bool = False
     words: bool = False
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: DEFAULT_MODEL, or with rescore the one model the cache holds answers of
     backend: str = "transformers"
     base_url: str | None = None
     device: str | None = None
+    dtype: str | None = None
     budget: int | None = None
     batch_size: int | None = None
     max_new_tokens: int | None = None
@@ -106,56 +119,6 @@ class AnnotateConfig:
     replay_answers: Path | None = None
     dataset: str | None = None
     zoom: str | None = None
-
-
-@dataclass
-class AnnotateSummary:
-    """What a run did: the runner's report, boxes per class, files written, export errors."""
-
-    out: Path
-    task: str
-    report: RunReport
-    classes: dict[str, int] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    export_errors: list[str] = field(default_factory=list)
-    cache_notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every image is annotated and every export written, else 1."""
-        return EXIT_FAILED if self.report.count("failed") or self.export_errors else EXIT_OK
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the summary as a JSON-able dict."""
-        return {
-            "out": str(self.out),
-            "task": self.task,
-            **self.report.to_dict(),
-            "total_seconds": round(self.seconds, 3),
-            "detections_per_class": self.classes,
-            "outputs": self.outputs,
-            "export_errors": self.export_errors,
-            "cache_notes": self.cache_notes,
-            "exit_code": self.exit_code,
-        }
-
-    def text(self) -> str:
-        """Return a few human-readable lines (done, cached, failed, boxes per class, time)."""
-        counts = self.report.to_dict()
-        lines = [
-            f"{counts['images']} images: {counts['done']} annotated, {counts['cached']} from cache, "
-            f"{counts['failed']} failed, in {self.seconds:.1f} s ({counts['model_calls']} model calls)"
-        ]
-        if counts["failed"]:
-            stages = ", ".join(f"{stage}: {n}" for stage, n in counts["failed_by_stage"].items())
-            lines.append(f"failures ({stages}) listed in {self.outputs.get('failures')}")
-        if self.classes:
-            lines.append("boxes per class: " + ", ".join(f"{name} {n}" for name, n in self.classes.items()))
-        lines.extend(f"note: {note}" for note in self.cache_notes)
-        lines.extend(f"export error: {error}" for error in self.export_errors)
-        lines.append("wrote " + ", ".join(self.outputs.values()))
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ options
@@ -264,54 +227,16 @@ def out_folder_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
-def make_vistool(config: AnnotateConfig):
-    """Build the `Vistool` a config asks for.
-
-    --rescore: a stand-in that never runs a model (answers come from the cache only);
-    --backend replay: answers from --replay-answers (tests); otherwise the model is
-    loaded with `vistool.api.load` (transformers or an OpenAI-compatible server).
-    The budget is checked before anything is loaded. Returns the `Vistool`.
-    """
-    from vistool.api import Vistool, load
-    from vistool.profiles import profile_for_model
-
-    profile = profile_for_model(config.model)
-    if config.budget is not None:
-        profile.check_budget(config.budget)
-    if config.rescore:
-        backend: Any = CacheOnlyBackend(config.model, profile.name)
-    elif config.backend == "replay":
-        from vistool.batch.replay_file import replay_backend_from_file
-
-        if config.replay_answers is None:
-            raise VistoolError("--backend replay needs --replay-answers FILE")
-        backend = replay_backend_from_file(config.replay_answers, config.model, profile.name)
-    else:
-        backend = load(config.model, backend=config.backend, base_url=config.base_url, device=config.device,
-                       batch_size=config.batch_size).backend
-    return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
-                   max_pixels=config.max_pixels)
-
-
-class CacheOnlyBackend:
-    """The backend of a --rescore run: it has the model's name (for cache keys) and no model."""
-
-    def __init__(self, model_id: str, profile_name: str) -> None:
-        self.model_id = model_id
-        self.profile_name = profile_name
-
-    def generate(self, requests: Sequence[Any]) -> list[Any]:
-        """Never called: a re-score only reads the cache."""
-        raise VistoolError("--rescore never runs the model")
-
-
 def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     """Run `vistool annotate`: collect the images, run the task with the answer cache,
     write the exports. Returns the `AnnotateSummary` (its `exit_code` is 0 or 1).
 
     Takes the config and, optionally, a ready `Vistool` (tests and the Python API; else
-    it is built from the config by `make_vistool`). Raises VistoolError for usage and
-    setup errors, before any image is processed.
+    it is built from the config by `make_vistool`, and the model loads only when an
+    answer is missing from the cache). Raises VistoolError for usage and setup errors,
+    before any image is processed, and when a re-score finds no cached answer for these
+    settings (nothing is written then). When this run would leave an image that has a
+    result in OUT without one, the exports in OUT are kept (see `guard`).
     """
     start = time.perf_counter()
     task, options = resolve_task(config)
@@ -338,29 +263,59 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     out = Path(config.out)
     with out_folder_lock(out):
         remove_stale_temporaries(out)
-        if vt is None:
-            from vistool.profiles import profile_for_model
-
-            TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
-            vt = make_vistool(config)
-        if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
-            raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
-                               f"{config.backend} backend cannot do; use the local transformers backend")
         cache = AnswerCache(out / CACHE_FILE)
         notes = _cache_notes(cache)
         try:
+            if vt is None:
+                config = _with_model(config, cache, notes)
+                from vistool.profiles import profile_for_model
+
+                TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
+                vt = make_vistool(config)
+            if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
+                raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
+                                   f"{config.backend} backend cannot do; use the local transformers backend")
             runner = BatchRunner(vt, cache, batch_size=config.batch_size, workers=config.workers,
                                  cache_only=config.rescore, progress=config.progress, description=f"annotate {task}")
             settings = {"zoom": zoom} if zoom.on else {}
             report = runner.run([WorkItem(path, task, options, settings) for path in source.paths])
+            if config.rescore and report.answered("cache") == 0 and any(o.stage == "cache" for o in report.failures):
+                raise VistoolError(
+                    f"--rescore: no cached answer matches model {vt.backend.model_id}, task {task} and these settings "
+                    f"for any of the {len(report.outcomes)} images; {cache_contents(cache)}; nothing was written "
+                    "(give the model and settings of the run that made the answers)"
+                )
         finally:
             cache.close()
         entries = make_entries(report.outcomes, source.relative)
         summary = AnnotateSummary(out, task, report, cache_notes=notes)
-        write_exports(summary, entries, formats, draw=config.draw, max_pixels=config.max_pixels, workers=config.workers,
-                      dataset=config.dataset)
+        backend = vt.backend
+        summary.model_loaded = backend.loaded if isinstance(backend, LazyBackend) else None
+        if isinstance(backend, CacheOnlyBackend):
+            summary.model_loaded = False
+        lost = lost_results(out / RESULTS_FILE, entries)
+        if lost:
+            summary.kept_exports = (
+                f"{len(lost)} image(s) with a result there failed in this run (e.g. {lost[0].name}: {lost[0].outcome.reason}); "
+                "fix the cause and run again (finished answers are cached), or write to another --out"
+            )
+        else:
+            write_exports(summary, entries, formats, draw=config.draw, max_pixels=config.max_pixels, workers=config.workers,
+                          dataset=config.dataset)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _with_model(config: AnnotateConfig, cache: AnswerCache, notes: list[str]) -> AnnotateConfig:
+    """Return the config with its model settled: the one given; else, re-scoring, the one
+    model the cache holds answers of (noted); else the default model."""
+    if config.model is not None:
+        return config
+    if config.rescore:
+        model = cached_model(cache)
+        notes.append(f"re-scoring the cached answers of model {model} (the only model in {cache.path}; --model picks another)")
+        return replace(config, model=model)
+    return replace(config, model=DEFAULT_MODEL)
 
 
 def _cache_notes(cache: AnswerCache) -> list[str]:
@@ -417,16 +372,18 @@ def write_exports(summary: AnnotateSummary, entries: list[Entry], formats: Seque
 
 def run_cli(config: AnnotateConfig) -> int:
     """Run annotate for the command line: progress and a human summary on stderr, the
-    summary as JSON on stdout. Returns the exit code (0, 1, 2 or 130; see the module doc)."""
-    try:
-        summary = annotate(config)
-    except VistoolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"interrupted: answers so far are saved in {Path(config.out) / CACHE_FILE}; "
-              "run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    summary as JSON on stdout. Returns the exit code (0, 1, 2, 130 or 143; see the module
+    doc). SIGTERM ends the run like Ctrl-C: the answers so far stay in the cache."""
+    with sigterm_as_interrupt():
+        try:
+            summary = annotate(config)
+        except VistoolError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:
+            print(f"{interrupt_word(exc)}: answers so far are saved in {Path(config.out) / CACHE_FILE}; "
+                  "run the same command again to resume", file=sys.stderr)
+            return interrupt_exit_code(exc)
     print(summary.text(), file=sys.stderr)
     print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
     sys.stdout.flush()

@@ -26,7 +26,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,13 @@ class AnswerCache:
             fd = self._read_fd
         offset, length = where
         return _decode(os.pread(fd, length, offset))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Yield every stored record (the last one written per key), in the order keys were first written."""
+        for key in list(self._index):
+            record = self.get(key)
+            if record is not None:
+                yield record
 
     # ------------------------------------------------------------------ writing
     def append(self, records: Iterable[Mapping[str, Any]]) -> int:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
-from vistool.errors import ImageLoadError, VistoolError
+from vistool.errors import ImageLoadError, ModelLoadError, VistoolError
 from vistool.io.images import LoadedImage, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
@@ -79,6 +79,8 @@ class Outcome:
     result: the task result (also set for a failed item whose answer was unusable, so
     its raw answer can be inspected). reason/stage: why and where it failed.
     key/image_sha256: the cache key and the file's content hash, when known.
+    answered: where its answer came from, "model" or "cache" (also for an unusable
+    answer, which fails at stage "answer"); None when no answer was had.
     """
 
     item: WorkItem
@@ -88,6 +90,7 @@ class Outcome:
     stage: Stage | None = None
     key: str | None = None
     image_sha256: str | None = None
+    answered: Literal["model", "cache"] | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,11 +100,13 @@ class Outcome:
 
 @dataclass
 class RunReport:
-    """The outcome of every item (in input order), the model calls made and the wall time."""
+    """The outcome of every item (in input order), the backend `generate` calls made
+    (`model_calls`), the answers asked of the model in them (`generated`) and the wall time."""
 
     outcomes: list[Outcome]
     model_calls: int
     seconds: float
+    generated: int = 0
 
     def count(self, status: Status) -> int:
         """Return how many items ended with `status`."""
@@ -112,16 +117,31 @@ class RunReport:
         """The failed items, in input order."""
         return [outcome for outcome in self.outcomes if outcome.status == "failed"]
 
+    def answered(self, source: Literal["model", "cache"]) -> int:
+        """Return how many items got their answer from `source` (usable or not)."""
+        return sum(1 for outcome in self.outcomes if outcome.answered == source)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the counts and timing as a JSON-able dict."""
+        """Return the counts and timing as a JSON-able dict.
+
+        images: work items; annotated: items with a usable result, of which `done` were
+        answered now and `cached` came from the cache; failed: the others, by stage;
+        answers_from_cache / answers_from_model: answers read from the cache / generated
+        now, usable or not (an unusable cached answer counts here and in failed);
+        model_calls: backend `generate` calls; generated: answers asked of the model.
+        """
         done = self.count("done")
         return {
             "images": len(self.outcomes),
+            "annotated": done + self.count("cached"),
             "done": done,
             "cached": self.count("cached"),
             "failed": self.count("failed"),
             "failed_by_stage": dict(sorted(Counter(o.stage for o in self.failures if o.stage).items())),
+            "answers_from_cache": self.answered("cache"),
+            "answers_from_model": self.answered("model"),
             "model_calls": self.model_calls,
+            "generated": self.generated,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
         }
@@ -142,6 +162,7 @@ class _Prepared:
 
 
 DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
+FIRST_BATCH_SHARE = 8  # the first batch is 1/8 of the others (at least 1): an early Ctrl-C keeps answers
 MAX_DEFAULT_BATCH = 64  # a batch's decoded full-size images (and the next batch's) are held in memory
 
 
@@ -198,13 +219,14 @@ class BatchRunner:
         self.progress = progress
         self.description = description
         self.model_calls = 0
+        self.generated = 0
 
     # ---------------------------------------------------------------- public
     def run(self, items: Iterable[WorkItem]) -> RunReport:
         """Run every item; return a `RunReport` with one `Outcome` per item, in input order."""
         work = list(items)
         start = time.perf_counter()
-        calls_before = self.model_calls
+        calls_before, generated_before = self.model_calls, self.generated
         outcomes: list[Outcome | None] = [None] * len(work)
         batch: list[_Prepared] = []
         bar = tqdm(
@@ -222,6 +244,9 @@ class BatchRunner:
 
         plain = [(index, item) for index, item in enumerate(work) if not self.zoom_of(item).on]
         zoomed = [(index, item) for index, item in enumerate(work) if self.zoom_of(item).on]
+        # The first batch is small, so that an interrupt (or a crash) early on already
+        # finds answers saved, and the bar shows a rate after seconds, not after a whole batch.
+        limit = max(1, self.batch_size // FIRST_BATCH_SHARE)
         try:
             for prepared in self._prefetched(plain):
                 ready = self._resolve(prepared)
@@ -229,9 +254,9 @@ class BatchRunner:
                     settle([(prepared.index, ready)])
                     continue
                 batch.append(prepared)
-                if len(batch) >= self.batch_size:
+                if len(batch) >= limit:
                     settle(self._run_batch(batch))
-                    batch = []
+                    batch, limit = [], self.batch_size
             if batch:
                 settle(self._run_batch(batch))
             if zoomed:
@@ -241,7 +266,8 @@ class BatchRunner:
         finally:
             bar.close()
         final = [outcome for outcome in outcomes if outcome is not None]
-        return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start)
+        return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start,
+                         generated=self.generated - generated_before)
 
     # ------------------------------------------------------------ preparing
     def zoom_of(self, item: WorkItem) -> ZoomSettings:
@@ -349,11 +375,14 @@ class BatchRunner:
             groups.setdefault(prepared.key, []).append(prepared)
         leaders = [members[0] for members in groups.values()]
         requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders]  # type: ignore[union-attr]
-        self.model_calls += len(requests)
+        self.model_calls += 1
+        self.generated += len(requests)
         try:
             responses = answer_requests(self.vt.backend, requests)  # generated, or scored (choices)
             if len(responses) != len(requests):
                 raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
+        except ModelLoadError:  # a model loaded on first use that cannot load: a setup error, not an item's
+            raise
         except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
             responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
         records: dict[str, dict[str, Any]] = {}
@@ -378,7 +407,8 @@ class BatchRunner:
         """Interpret a cached (or just cached) answer into the item's outcome."""
         assert prepared.spec is not None and prepared.request is not None
         item = prepared.item
-        outcome = Outcome(item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
+        outcome = Outcome(item, status, key=prepared.key, image_sha256=record.get("image_sha256"),
+                          answered="cache" if status == "cached" else "model")
         try:
             response = GenerationResponse.from_dict(record["response"])
             width, height = record["image_size"]

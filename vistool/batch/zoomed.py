@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vistool.batch.cache import cache_key, file_sha256, key_fields, make_record
-from vistool.errors import ImageLoadError, VistoolError
+from vistool.errors import ImageLoadError, ModelLoadError, VistoolError
 from vistool.io.images import load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationResponse
@@ -124,11 +124,14 @@ def _ask(runner: "BatchRunner", group: dict[str, list[tuple[_Item, Pass, dict[st
     """Ask the model once per distinct key, cache the answers, feed every pass that waits on them."""
     leaders = [members[0] for members in group.values()]
     requests = [step.request for _, step, _ in leaders]
-    runner.model_calls += len(requests)
+    runner.model_calls += 1  # one backend call; `generated` counts the answers asked in it
+    runner.generated += len(requests)
     try:
         responses = answer_requests(runner.vt.backend, requests)
         if len(responses) != len(requests):
             raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
+    except ModelLoadError:  # a model loaded on first use that cannot load: a setup error, not an item's
+        raise
     except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
         responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
     records: dict[str, dict[str, Any]] = {}
@@ -168,7 +171,8 @@ def _outcome(runner: "BatchRunner", entry: _Item) -> "Outcome":
     result = entry.job.result()
     key = cache_key(_fields(runner, entry, entry.job.passes[0]))
     status = "done" if entry.asked else "cached"
-    outcome = Outcome(item, status, result=result, key=key, image_sha256=entry.sha256)  # type: ignore[arg-type]
+    outcome = Outcome(item, status, result=result, key=key, image_sha256=entry.sha256,  # type: ignore[arg-type]
+                      answered="model" if entry.asked else "cache")
     if not result.ok:
         return replace(outcome, status="failed", stage="model", reason=f"model error: {result.error}")
     problem = answer_problem(result)
