@@ -47,12 +47,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def to_markdown(metrics: Mapping[str, Any], title: str, meta: Mapping[str, Any] | None = None, digits: int = 4) -> str:
     """Render a metrics dict (see the module docstring) as a markdown page; return the text.
 
-    ``meta`` (e.g. dataset path, model, settings) is listed under the title; floats are
-    written with ``digits`` decimals.
+    ``meta`` (e.g. dataset path, model, settings) is listed under the title, its tables
+    (a mapping of scalars such as run counts, a list of records such as failures) after
+    the metrics; floats are written with ``digits`` decimals.
     """
     lines = [f"# {title}", ""]
+    tables: list[str] = []
     if meta:
-        lines += [f"- **{k}**: {_fmt(v, digits)}" for k, v in meta.items()] + [""]
+        for key, value in meta.items():
+            if isinstance(value, Mapping) and value and all(_is_scalar(v) or isinstance(v, Mapping) for v in value.values()):
+                tables += [f"## {key}", ""] + _table([str(key), "value"], [[str(k), _fmt(v, digits)] for k, v in value.items()]) + [""]
+            elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+                columns = list(dict.fromkeys(c for row in value for c in row))
+                tables += [f"## {key}", ""] + _table(columns, [[_fmt(row.get(c), digits) for c in columns] for row in value]) + [""]
+            else:
+                lines.append(f"- **{key}**: {_fmt(value, digits)}")
+        lines += [""]
     scalars = [[str(k), _fmt(v, digits)] for k, v in metrics.items() if _is_scalar(v)]
     if scalars:
         lines += _table(["metric", "value"], scalars) + [""]
@@ -75,6 +85,7 @@ def to_markdown(metrics: Mapping[str, Any], title: str, meta: Mapping[str, Any] 
             lines += _table([str(key), "value"], [[str(k), _fmt(v, digits)] for k, v in value.items()]) + [""]
         else:
             lines += ["```json", json.dumps(value, indent=2, ensure_ascii=False), "```", ""]
+    lines += tables
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -6,13 +6,18 @@ prediction, and the scorer; the model is a separate object (`vistool.api.Vistool
 lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` with an answer
 cache in OUT, so an interrupted evaluation resumes, and `--rescore` re-scores from the cache.
 
-    python -m vistool.evaluation.run coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
-    python -m vistool.evaluation.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT [--zoom refine]
-    python -m vistool.evaluation.run ocr --data FILE.jsonl --images DIR --out OUT
-    python -m vistool.evaluation.run refexp --data FILE.jsonl --images DIR --out OUT
-    (also `vistool eval ...` with the same arguments)
-    python -m vistool.evaluation.run score coco GT.json RESULTS.json     # score an existing predictions file
-    python -m vistool.evaluation.run score screenspot PREDICTIONS.jsonl  # (any of coco, screenspot, ocr, refexp)
+    vistool eval coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
+    vistool eval screenspot --annotations FILE_OR_DIR --images DIR --out OUT [--zoom refine]
+    vistool eval ocr --data FILE.jsonl --images DIR --out OUT
+    vistool eval refexp --data FILE.jsonl --images DIR --out OUT
+    vistool eval score coco GT.json RESULTS.json     # score an existing predictions file
+    vistool eval score screenspot PREDICTIONS.jsonl  # (any of coco, screenspot, ocr, refexp)
+    (also `python -m vistool.evaluation.run ...` with the same arguments)
+
+The input files are read and checked before any model loads. Exit codes: 0 scored; 1 the
+run finished but nothing was evaluated (no prompt got an answer: unreadable images, model
+errors, nothing cached for --rescore); 2 usage or input error; 130 interrupted, 143
+terminated (run again to resume).
 
 Scores for COCO detections: the log-prob confidence of each box when the backend gives
 log-probs, else the constant `--constant-score` (default 1.0, which makes AP the precision
@@ -29,15 +34,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vistool.api import Vistool
+from vistool.batch.cache import AnswerCache
+from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
 from vistool.evaluation.coco import CocoDataset, detections_to_results
+from vistool.evaluation.counts import NothingEvaluated, coco_summary_table, nothing_evaluated, run_counts
+from vistool.evaluation.inputs import check_images, read_input
 from vistool.evaluation.ocr import read_ocr, score_ocr
 from vistool.evaluation.refexp import read_refexp, score_refexp
 from vistool.evaluation.report import write_report
 from vistool.evaluation.screenspot import read_screenspot, score_clicks
-from vistool.api import Vistool
-from vistool.batch.cache import AnswerCache
-from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
 from vistool.zoom import ZoomLike, ZoomSettings, check_zoom
+
+DEFAULT_MODEL = "google/gemma-4-E2B-it"
+BENCHMARKS: dict[str, str] = {
+    "coco": "COCO detection: ask for the dataset's classes on each image, score with pycocotools (AP, AR)",
+    "screenspot": "GUI grounding on ScreenSpot v1/v2/Pro: the click must land in the target box",
+    "ocr": "OCR: plain text against the reference (CER, WER, exact match)",
+    "refexp": "Referring expressions (RefCOCO style): Acc@0.5, mean IoU, centre accuracy",
+    "score": "score an existing predictions file with a benchmark's scorer, no model ('score BENCHMARK --help')",
+}
 
 
 @dataclass
@@ -71,14 +87,23 @@ def run_cost(report: RunReport) -> dict[str, Any]:
 
 
 def run_items(vt: Vistool, items: list[WorkItem], options: RunOptions, name: str) -> RunReport:
-    """Run work items through the batch engine with the answer cache in `options.out`; return the report."""
+    """Run work items through the batch engine with the answer cache in `options.out`; return
+    the report. Raises NothingEvaluated (before anything is written) when no item got an answer."""
     options.out.mkdir(parents=True, exist_ok=True)
     with AnswerCache(options.out / "answers.jsonl") as cache:
         runner = BatchRunner(
             vt, cache, batch_size=options.batch_size, workers=options.workers,
             cache_only=options.rescore, progress=options.progress, description=name,
         )
-        return runner.run(items)
+        report = runner.run(items)
+        reason = nothing_evaluated(report)
+        if reason is not None:
+            if options.rescore:
+                from vistool.batch.rescore import cache_contents
+
+                reason += f"; {cache_contents(cache)}"
+            raise NothingEvaluated(f"{reason}; nothing was written to {options.out}")
+    return report
 
 
 def finish(metrics: dict[str, Any], report: RunReport, vt: Vistool, options: RunOptions, title: str, extra: dict | None = None) -> dict[str, Any]:
@@ -88,9 +113,9 @@ def finish(metrics: dict[str, Any], report: RunReport, vt: Vistool, options: Run
         "profile": vt.profile.name,
         "zoom": ZoomSettings.parse(options.zoom).text(),
         "cost": run_cost(report),
-        "run": report.to_dict(),
-        "failures": [{"id": o.item.name, "stage": o.stage, "reason": o.reason} for o in report.failures][:50],
         **(extra or {}),
+        "run": run_counts(report),
+        "failures": [{"id": o.item.name, "stage": o.stage, "reason": o.reason} for o in report.failures][:50],
     }
     write_report(metrics, options.out / "report", title, meta)
     return {"metrics": metrics, "meta": meta}
@@ -121,6 +146,12 @@ def evaluate_coco(
     Returns {"metrics", "meta"}; writes OUT/results.json (COCO results) and the report.
     """
     dataset = CocoDataset(instances, images_dir, categories, limit)
+    return run_coco(vt, dataset, options, chunk_size=chunk_size, constant_score=constant_score)
+
+
+def run_coco(vt: Vistool, dataset: CocoDataset, options: RunOptions, *, chunk_size: int | None = None,
+             constant_score: float = 1.0) -> dict[str, Any]:
+    """`evaluate_coco` on a dataset already read (see there)."""
     names = list(dataset.category_names.values())
     size = chunk_size or len(names)
     chunks = [names[start : start + size] for start in range(0, len(names), size)]
@@ -150,15 +181,15 @@ def evaluate_coco(
             unmatched[label] = unmatched.get(label, 0) + 1
     (options.out / "results.json").write_text(json.dumps(results), encoding="utf-8")
     score = dataset.score(results)
-    metrics = {**score.stats, "per_class_ap": score.per_class_ap}
+    metrics = {**score.stats, "summary": coco_summary_table(score.stats), "per_class_ap": score.per_class_ap}
     extra = {
         "images": len(dataset),
         "classes_per_prompt": size,
         "prompts_per_image": len(chunks),
+        "prompts": len(items),
         "detections": len(results),
         "score_source": f"log-prob confidence for {scored} boxes, constant {constant_score} for {constant}",
         "labels_not_in_dataset": dict(sorted(unmatched.items(), key=lambda kv: -kv[1])[:20]),
-        "pycocotools": score.summary,
     }
     return finish(metrics, report, vt, options, "COCO detection", extra)
 
@@ -191,9 +222,8 @@ def _evaluate_samples(
     return finish(metrics, report, vt, options, title, {"samples": len(samples)})
 
 
-def evaluate_screenspot(vt: Vistool, annotations: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
-    """GUI grounding: the click (model point, else box centre) must fall inside the target box."""
-    samples = read_screenspot(annotations, images_dir, limit=limit)
+def run_screenspot(vt: Vistool, samples: Sequence[Any], options: RunOptions) -> dict[str, Any]:
+    """GUI grounding on samples already read: the click (model point, else box centre) must fall inside the target box."""
     return _evaluate_samples(
         vt, samples, options, name="screenspot", title="GUI grounding (ScreenSpot)", task="gui_ground",
         task_options=lambda sample: {"instruction": sample.instruction},
@@ -202,9 +232,8 @@ def evaluate_screenspot(vt: Vistool, annotations: str | Path, images_dir: str | 
     )
 
 
-def evaluate_ocr(vt: Vistool, data: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
-    """OCR: plain text in reading order against the reference text (CER, WER, exact match)."""
-    samples = read_ocr(data, images_dir, limit=limit)
+def run_ocr(vt: Vistool, samples: Sequence[Any], options: RunOptions) -> dict[str, Any]:
+    """OCR on samples already read: plain text in reading order against the reference text (CER, WER, exact match)."""
     return _evaluate_samples(
         vt, samples, options, name="ocr", title="OCR", task="ocr",
         task_options=lambda sample: {},
@@ -213,9 +242,8 @@ def evaluate_ocr(vt: Vistool, data: str | Path, images_dir: str | Path | None, o
     )
 
 
-def evaluate_refexp(vt: Vistool, data: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
-    """Referring expressions: the first returned box against the target (Acc@0.5, mean IoU, centre accuracy)."""
-    samples = read_refexp(data, images_dir, limit=limit)
+def run_refexp(vt: Vistool, samples: Sequence[Any], options: RunOptions) -> dict[str, Any]:
+    """Referring expressions on samples already read: the first returned box against the target."""
     return _evaluate_samples(
         vt, samples, options, name="refexp", title="Referring expressions", task="ground",
         task_options=lambda sample: {"expression": sample.expression},
@@ -224,90 +252,188 @@ def evaluate_refexp(vt: Vistool, data: str | Path, images_dir: str | Path | None
     )
 
 
+def evaluate_screenspot(vt: Vistool, annotations: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
+    """GUI grounding: the click (model point, else box centre) must fall inside the target box."""
+    return run_screenspot(vt, read_screenspot(annotations, images_dir, limit=limit), options)
+
+
+def evaluate_ocr(vt: Vistool, data: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
+    """OCR: plain text in reading order against the reference text (CER, WER, exact match)."""
+    return run_ocr(vt, read_ocr(data, images_dir, limit=limit), options)
+
+
+def evaluate_refexp(vt: Vistool, data: str | Path, images_dir: str | Path | None, options: RunOptions, *, limit: int | None = None) -> dict[str, Any]:
+    """Referring expressions: the first returned box against the target (Acc@0.5, mean IoU, centre accuracy)."""
+    return run_refexp(vt, read_refexp(data, images_dir, limit=limit), options)
+
+
 # --------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
-    """The argument parser of `python -m vistool.evaluation.run` / `vistool eval`."""
-    parser = argparse.ArgumentParser(prog="vistool eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The argument parser of `vistool eval` / `python -m vistool.evaluation.run`."""
+    parser = argparse.ArgumentParser(
+        prog="vistool eval", description="Evaluate a model on a benchmark, or score an existing predictions file.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default="google/gemma-4-E2B-it", help="Hugging Face id, local folder, or served model name")
-    model.add_argument("--backend", default="transformers", help="transformers or openai")
+    model.add_argument("--model", default=None, help=f"Hugging Face id, local folder, or served model name (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds)")
+    model.add_argument("--backend", default="transformers", help="transformers (local model) or openai (a serving engine)")
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
-    model.add_argument("--max-new-tokens", type=int)
-    model.add_argument("--device")
+    model.add_argument("--max-new-tokens", type=int, help="token limit per answer (default: the task's)")
+    model.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: best available)")
+    model.add_argument("--dtype", help="weights precision of a local model: bfloat16, float16 or float32 (default: bfloat16 on CUDA, float16 on MPS, float32 on CPU)")
     model.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the backend's batch for the budget, at most 64; 8 for a server)")
     model.add_argument("--limit", type=int, help="only the first N samples")
     model.add_argument("--out", type=Path, required=True, help="output folder (answer cache, predictions, report)")
     model.add_argument("--rescore", action="store_true", help="score from the answer cache without running the model")
-    model.add_argument("--no-progress", action="store_true")
+    model.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     model.add_argument("--zoom", help="off, tiles or refine, with options after a colon (tiles:tile=1024,overlap=0.25; "
                        "refine:depth=2): several model calls per sample for small targets and 4K screens")
-    commands = parser.add_subparsers(dest="benchmark", required=True)
-    coco = commands.add_parser("coco", parents=[model], help="COCO detection (pycocotools AP)")
+    commands = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    coco = commands.add_parser("coco", parents=[model], help=BENCHMARKS["coco"], description=BENCHMARKS["coco"])
     coco.add_argument("--instances", required=True, help="COCO instances json")
     coco.add_argument("--images", help="images folder (default: the json's folder)")
     coco.add_argument("--chunk-size", type=int, help="class names per prompt (default: all in one prompt)")
     coco.add_argument("--categories", help="comma-separated category names to ask for and score")
     coco.add_argument("--constant-score", type=float, default=1.0, help="score of boxes without log-prob confidence")
     for name, flag, helptext in (
-        ("screenspot", "--annotations", "ScreenSpot v1/v2/Pro annotation file or folder"),
+        ("screenspot", "--annotations", "ScreenSpot v1/v2 annotation json, or ScreenSpot-Pro's annotations/ folder"),
         ("ocr", "--data", "JSONL of {image, text}"),
-        ("refexp", "--data", "JSONL of referring expressions"),
+        ("refexp", "--data", "JSONL of {image, expression or sentences, bbox [x, y, w, h]}"),
     ):
-        command = commands.add_parser(name, parents=[model])
+        command = commands.add_parser(name, parents=[model], help=BENCHMARKS[name], description=BENCHMARKS[name])
         command.add_argument(flag, required=True, dest="data", help=helptext)
-        command.add_argument("--images", help="images folder")
+        command.add_argument("--images", help="images folder (default: the data file's folder)")
+    commands.add_parser("score", help=BENCHMARKS["score"], add_help=False)
     return parser
 
 
+EPILOG = """examples:
+  vistool eval coco --instances instances_val2017.json --images val2017/ --out runs/coco --chunk-size 20 --limit 500
+  vistool eval screenspot --annotations ScreenSpot-Pro/annotations --images ScreenSpot-Pro/images --out runs/sspro
+  vistool eval score coco GT.json RESULTS.json
+  vistool eval BENCHMARK --help      (each benchmark's options)
+
+The input files are checked before any model loads. Answers are cached in OUT/answers.jsonl:
+an interrupted run resumes, and --rescore scores again from the cache without a model.
+Exit codes: 0 scored; 1 nothing was evaluated (no prompt got an answer); 2 usage or input
+error; 130 interrupted, 143 terminated.
+"""
+
+SCORE_HELP = """usage: vistool eval score BENCHMARK ARGS...
+
+Score an existing predictions file with a benchmark's own scorer (no model runs).
+
+benchmarks:
+  coco GT.json RESULTS.json           COCO results json against an instances json
+  screenspot PREDICTIONS.jsonl        a self-contained ScreenSpot log, or --annotations A with {id, pred} lines
+  ocr GT.jsonl PREDICTIONS.jsonl      predicted texts against references
+  refexp GT.jsonl PREDICTIONS.jsonl   predicted boxes against targets
+
+`vistool eval score BENCHMARK --help` lists each scorer's options.
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one benchmark from the command line; print the markdown report; return the exit code."""
+    """Run one benchmark (or score a file) from the command line; print the markdown report;
+    return the exit code (see the module docstring)."""
     from vistool.api import load
     from vistool.errors import VistoolError
+    from vistool.interrupts import interrupt_exit_code, interrupt_word, sigterm_as_interrupt
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["score"] and len(argv) > 1:
-        return _score_existing(argv[1], argv[2:])
-    args = _parser().parse_args(argv)
-    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress, zoom=args.zoom)
+    if argv[:1] == ["score"]:
+        return _score_existing(argv[1:])
     try:
-        task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
-        options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
-        vt = _model(args, load)
-        if args.benchmark == "coco":
-            categories = [name.strip() for name in args.categories.split(",")] if args.categories else None
-            evaluate_coco(vt, args.instances, args.images, options, chunk_size=args.chunk_size, limit=args.limit,
-                          categories=categories, constant_score=args.constant_score)
-        else:
-            evaluate = {"screenspot": evaluate_screenspot, "ocr": evaluate_ocr, "refexp": evaluate_refexp}[args.benchmark]
-            evaluate(vt, args.data, args.images, options, limit=args.limit)
-    except (VistoolError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error (2) or the help (0)
+        return int(exc.code or 0)
+    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress, zoom=args.zoom)
+    with sigterm_as_interrupt():
+        try:
+            task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
+            options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
+            inputs = _read_inputs(args)  # a wrong file fails here, before any model loads
+            vt = _model(args, load)
+            if args.benchmark == "coco":
+                run_coco(vt, inputs, options, chunk_size=args.chunk_size, constant_score=args.constant_score)
+            else:
+                {"screenspot": run_screenspot, "ocr": run_ocr, "refexp": run_refexp}[args.benchmark](vt, inputs, options)
+        except NothingEvaluated as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except (VistoolError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            print(f"{interrupt_word(exc)}: answers so far are saved in {args.out / 'answers.jsonl'}; "
+                  "run the same command again to resume", file=sys.stderr)
+            return interrupt_exit_code(exc)
     print((args.out / "report.md").read_text(encoding="utf-8"))
     return 0
 
 
-def _score_existing(benchmark: str, argv: list[str]) -> int:
-    """Score an existing predictions file with the benchmark's own scorer CLI (`eval.<name> score ...`)."""
+def _read_inputs(args: argparse.Namespace) -> Any:
+    """Read and check the benchmark's data file and images (see `vistool.evaluation.inputs`);
+    return the CocoDataset or the list of samples."""
+    if args.benchmark == "coco":
+        categories = [name.strip() for name in args.categories.split(",")] if args.categories else None
+        dataset = read_input("coco", "--instances", args.instances,
+                             lambda: CocoDataset(args.instances, args.images, categories, args.limit))
+        check_images([sample.image for sample in dataset], "--images", args.images)
+        return dataset
+    reader = {"screenspot": read_screenspot, "ocr": read_ocr, "refexp": read_refexp}[args.benchmark]
+    flag = "--annotations" if args.benchmark == "screenspot" else "--data"
+    samples = read_input(args.benchmark, flag, args.data, lambda: reader(args.data, args.images, limit=args.limit))
+    check_images([sample.image for sample in samples], "--images", args.images)
+    return samples
+
+
+def _score_existing(argv: list[str]) -> int:
+    """Score an existing predictions file with the benchmark's own scorer CLI
+    (`vistool.evaluation.<name> score ...`); `score --help` lists them."""
     import importlib
 
+    if not argv or argv[0] in ("-h", "--help"):
+        print(SCORE_HELP, end="")
+        return 0
+    benchmark = argv[0]
     if benchmark not in ("coco", "screenspot", "ocr", "refexp"):
-        print(f"error: unknown benchmark {benchmark!r}; use coco, screenspot, ocr or refexp", file=sys.stderr)
+        print(f"error: unknown benchmark {benchmark!r} to score; use coco, screenspot, ocr or refexp "
+              "(see 'vistool eval score --help')", file=sys.stderr)
         return 2
-    return int(importlib.import_module(f"eval.{benchmark}").main(["score", *argv]) or 0)
+    scorer = importlib.import_module(f"vistool.evaluation.{benchmark}").main
+    try:
+        return int(scorer(["score", *argv[1:]]) or 0)
+    except SystemExit as exc:  # argparse: usage error or help
+        return int(exc.code or 0)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
-    """Load the model named by the arguments (a stand-in that never generates with --rescore)."""
-    if args.rescore:
-        from vistool.batch.annotate import CacheOnlyBackend
-        from vistool.profiles import profile_for_model
+    """Load the model named by the arguments (a stand-in that never generates with --rescore;
+    without --model, the one model whose answers OUT's cache holds)."""
+    from vistool.profiles import profile_for_model
 
-        backend = CacheOnlyBackend(args.model, profile_for_model(args.model).name)
+    model = args.model
+    if args.rescore:
+        from vistool.batch.backends import CacheOnlyBackend
+
+        if model is None:
+            from vistool.batch.rescore import cached_model
+
+            with AnswerCache(args.out / "answers.jsonl") as cache:
+                model = cached_model(cache)
+            print(f"note: re-scoring the cached answers of model {model} (the only model in the cache)", file=sys.stderr)
+        backend = CacheOnlyBackend(model, profile_for_model(model).name)
         return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
-    return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens)
+    model = model or DEFAULT_MODEL
+    if args.budget is not None:
+        profile_for_model(model).check_budget(args.budget)
+    return load(model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
+                dtype=args.dtype, max_new_tokens=args.max_new_tokens)
 
 
 if __name__ == "__main__":
