@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 TOKENS = 8
 TIMINGS: dict[str, float | list[float]] = {}
+SERVER_LOG: dict[str, Path] = {}
 
 
 def free_port() -> int:
@@ -54,6 +56,7 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """Serve `demos/app.py` on the tiny model in a subprocess; yield its URL."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("demo") / "server.log"
+    SERVER_LOG["path"] = log_path
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            # demos/app.py puts demos/ first on sys.path: make it import this checkout's vistool
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -216,23 +219,40 @@ def test_video_tab_in_browser(page):
 
 
 @pytest.mark.browser
-def test_non_image_upload_shows_error_and_app_keeps_answering(page, tmp_path):
-    """A text file named .png passes the browser's file filter; the server says it is not
-    an image, and the next request works."""
+def test_errors_stay_in_the_status_box_and_the_app_keeps_answering(page, tmp_path):
+    """A text file named .png passes the browser's file filter: it is refused at upload,
+    naming the file, in the tab's status box. Run without an image then fails with a
+    message that is still in the status box 30 s later (toasts are gone by then); the
+    next request works and replaces it."""
     from playwright.sync_api import expect
 
     fake = tmp_path / "notes.png"
     fake.write_text("these are notes, not pixels")
     open_tab(page, "Detect / Ground")
+    status = page.locator("#detect-status textarea")
     page.locator("#detect-input input[type=file]").set_input_files(str(fake))
+    expect(status).to_have_value(re.compile(r"^Error: cannot load image notes\.png: not an image"), timeout=30_000)
     set_settings(page, "detect")
     page.locator("#detect-run").click()
-    expect(page.get_by_text("not an image").first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("notes.png").first).to_be_visible()
-    screenshot(page, "error-not-an-image", keep_toasts=True)
+    expect(status).to_have_value(re.compile(r"^Error: Upload an image first"), timeout=30_000)
+    screenshot(page, "error-status", keep_toasts=True)
+    time.sleep(30)
+    expect(status).to_have_value(re.compile(r"^Error: Upload an image first"))
+    assert page.locator("[data-testid=toast-body]").count() == 0  # the toasts have gone; the status stays
 
     page.locator("#detect-input input[type=file]").set_input_files(str(EXAMPLES / "shapes.png"))
     run_and_wait(page, "detect", "detect")
+    expect(status).to_have_value(re.compile(r"^Done in \d+\.\d s"))
+
+
+@pytest.mark.browser
+def test_header_names_the_model_not_a_class(page, tiny_model_dir):
+    """The page says which model runs and where, in words (no backend class names)."""
+    from playwright.sync_api import expect
+
+    header = page.get_by_text("running locally on").first
+    expect(header).to_contain_text(str(tiny_model_dir))
+    assert "TransformersBackend" not in page.content()
 
 
 def box_2d(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> list[int]:
@@ -365,6 +385,10 @@ def test_bad_requests_get_messages(client, tmp_path):
         with pytest.raises(AppError, match=message):
             client.predict(*arguments, api_name=api)
     assert image_call(client, "/detect", "shapes.png", "detect", "circle")[4]["task"] == "detect"
+    log = SERVER_LOG["path"].read_text()
+    refused = [line for line in log.splitlines() if "refused request" in line]
+    assert len(refused) >= len(cases) and any("fake.png: not an image" in line for line in refused)
+    assert "Traceback" not in log  # a user's mistake is one log line, not a stack trace
 
 
 def test_eight_concurrent_requests_all_complete(server):

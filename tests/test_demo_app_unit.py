@@ -190,3 +190,49 @@ def test_cli_has_a_demo_command():
     output = CliRunner().invoke(app, ["demo", "--help"]).output
     for option in ("--model", "--backend", "--base-url", "--host", "--port", "--share", "--tiny"):
         assert option in output
+
+
+def test_upload_check_names_a_fake_image_and_status_keeps_the_last_outcome(runner, tmp_path):
+    """An upload that is not an image is refused when it arrives, naming the file; each
+    session's status line holds its last outcome (the error, or what was done) until its next run."""
+    fake = tmp_path / "notes.png"
+    fake.write_text("not pixels")
+    assert "cannot load image notes.png: not an image" in runner.check_upload(TAB["detect"], {"path": str(fake), "orig_name": "notes.png"})
+    assert runner.check_upload(TAB["detect"], upload("shapes.png")) is None
+    assert runner.check_upload(TAB["video"], upload("shapes.png")).startswith("cannot load video shapes.png")
+    with pytest.raises(gr.Error):
+        runner.run(TAB["detect"], None, ["detect", "cat", 70, 16, False], session="alice")
+    runner.run(TAB["detect"], upload("shapes.png"), ["detect", "circle", 70, 16, False], session="bob")
+    assert runner.status("alice").startswith("Error: Upload an image first")
+    assert runner.status("bob").startswith("Done in ") and runner.status("carol").startswith("Ready")
+
+
+def test_header_names_the_model_and_where_it_runs(tiny_backend):
+    """The page header says which model runs where, in words, not the backend's class name."""
+    from vistool.app.ui import _model_line
+
+    line = _model_line(Vistool(tiny_backend))
+    assert tiny_backend.model_id in line and "running locally on `cpu` (float32)" in line
+    assert "TransformersBackend" not in line
+
+
+def test_demo_on_a_busy_port_fails_in_one_line_before_the_model_loads(tmp_path):
+    """`vistool demo --port P` with P taken: exit 2, one line naming the port, no model loaded."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        finished = subprocess.run(
+            [sys.executable, "-m", "vistool.cli", "demo", "--port", str(port), "--model", str(tmp_path / "none")],
+            cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}, capture_output=True,
+            text=True, timeout=240,
+        )
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("error:")]
+    assert finished.returncode == 2 and len(errors) == 1 and f"port {port}" in errors[0] and "already in use" in errors[0]
+    assert "Traceback" not in finished.stderr

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
+
+from vistool.errors import VistoolError
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 MAX_UPLOAD = "200mb"
@@ -27,6 +30,7 @@ def serve(
     port: int = 7860,
     share: bool = False,
     device: str | None = None,
+    dtype: str | None = None,
     tiny: bool = False,
     max_queue: int = 32,
 ) -> None:
@@ -35,24 +39,45 @@ def serve(
     Takes the model (Hub id or folder; the served name with backend="openai"), the backend
     ("transformers" or "openai") and its server URL, the address and port to bind
     (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
-    public share link (off unless asked), the device for local runs, `tiny` (build a tiny
-    random-weight model instead: its answers are noise, for trying the UI offline) and the
-    queue length. Returns when the server stops.
+    public share link (off unless asked), the device and dtype for local runs, `tiny`
+    (build a tiny random-weight model instead: its answers are noise, for trying the UI
+    offline) and the queue length. Returns when the server stops. Raises VistoolError
+    when the address cannot be served (checked before the model loads) or the model
+    cannot load.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
     from vistool.app.ui import build_app
+    from vistool.commandline.checks import check_port_free
 
+    check_port_free(host, port)  # a busy port fails now, not after minutes of model loading
     started = time.perf_counter()
     if tiny:
         from vistool.runtime.tiny import make_tiny_model
 
         model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
-    demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
+    try:  # quiet: Gradio's own banner tells a script author to edit launch(); ours says what to type
+        _, local_url, share_url = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
+                                              max_file_size=MAX_UPLOAD, quiet=True, prevent_thread_lock=True)
+    except OSError as exc:  # the port was taken while the model loaded
+        raise VistoolError(f"cannot serve on {host}:{port}: {exc}; pick a free port with --port") from exc
+    print(f"vistool demo on {local_url}", file=sys.stderr, flush=True)
+    if share_url:
+        print(f"public link: {share_url} (anyone with it can use this model)", file=sys.stderr, flush=True)
+    elif share:
+        print("no public link could be made (Gradio's share server is unreachable)", file=sys.stderr, flush=True)
+    elif host in ("127.0.0.1", "localhost", "::1"):
+        print("only this machine can connect; `vistool demo --share` asks Gradio for a public link", file=sys.stderr,
+              flush=True)
+    print("press Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,9 +91,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
     parser.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: best available)")
+    parser.add_argument("--dtype", default=None, help="bfloat16, float16 or float32 for a local model (default: per device)")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random model (noise answers) to try the UI offline")
     parser.add_argument("--max-queue", type=int, default=32, help="requests that may wait for the model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
-          device=args.device, tiny=args.tiny, max_queue=args.max_queue)
+    try:
+        serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port,
+              share=args.share, device=args.device, dtype=args.dtype, tiny=args.tiny, max_queue=args.max_queue)
+    except VistoolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,8 @@ OUTPUT_NAMES = ("visual", "answer", "stats", "table", "json", "download", "raw",
 ZOOM_LABELS = {"tiles": "Tiles (every object, tile by tile)", "refine": "Refine (find the area, then zoom in)"}
 ZOOM_HINT = ("Several model calls per image for small objects and 4K screens: tiles seen near full resolution, "
              "or a second look at the area the first answer names. The tiles / crops are framed on the image.")
+READY = "Ready: upload an image (or pick an example) and press Run."
+KEPT_SESSIONS = 512  # status lines kept, one per browser session (the oldest are dropped)
 
 
 class DemoRunner:
@@ -66,6 +69,38 @@ class DemoRunner:
         self.download_dir = Path(download_dir or tempfile.mkdtemp(prefix="vistool-demo-"))
         self.download_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._status: OrderedDict[str, str] = OrderedDict()
+        self._status_lock = threading.Lock()
+
+    def status(self, session: str | None) -> str:
+        """Return the status line of a session's last request (READY before its first)."""
+        with self._status_lock:
+            return self._status.get(session or "", READY)
+
+    def _set_status(self, session: str | None, text: str) -> None:
+        """Record a session's status line (kept until its next request)."""
+        with self._status_lock:
+            self._status[session or ""] = text
+            self._status.move_to_end(session or "")
+            while len(self._status) > KEPT_SESSIONS:
+                self._status.popitem(last=False)
+
+    def check_upload(self, spec: TabSpec, media: Any) -> str | None:
+        """Check an upload as soon as it arrives; return why it cannot be used (one line,
+        naming the file), or None when it is fine (or nothing was uploaded)."""
+        path, name = _upload_path(media)
+        if path is None:
+            return None
+        try:
+            if spec.media == "video":
+                sample_video(path, num_frames=1)
+            else:
+                load_image(path, max_pixels=self.max_pixels)
+        except VistoolError as error:
+            message = str(error).replace(path, name)
+            logger.info("refused upload (%s): %s", spec.name, message)
+            return message
+        return None
 
     def defaults(self, spec: TabSpec, options: Options) -> tuple[int | None, int]:
         """Return the (budget, max new tokens) the task chosen by `options` uses by default;
@@ -75,7 +110,7 @@ class DemoRunner:
         budget = task.default_budget if task.default_budget in budgets else self.vt.profile.default_budget
         return (budget if budgets else None), task.max_new_tokens
 
-    def run(self, spec: TabSpec, media: Any, values: Sequence[Any]) -> list[Any]:
+    def run(self, spec: TabSpec, media: Any, values: Sequence[Any], session: str | None = None) -> list[Any]:
         """Run one tab request and return its outputs in `OUTPUT_NAMES` order.
 
         Takes the tab, the upload as Gradio sends it unprocessed (a file record with the
@@ -84,11 +119,25 @@ class DemoRunner:
         thinking). Raises `gr.Error` with a readable message for a missing or unreadable
         upload (not an image, too many pixels, not a video), an invalid option or
         setting, and a model failure, so the user sees it and the server carries on.
+        `session` (Gradio's session hash) keys the status line `status(session)` shows:
+        the error, or what was done, until the session's next request.
         """
+        self._set_status(session, "Running...")
+        try:
+            outputs, seconds, notes = self._run(spec, media, values)
+        except gr.Error as error:
+            self._set_status(session, f"Error: {error.message}")
+            raise
+        self._set_status(session, " ".join([f"Done in {seconds:.1f} s.", *notes]))
+        return outputs
+
+    def _run(self, spec: TabSpec, media: Any, values: Sequence[Any]) -> tuple[list[Any], float, list[str]]:
+        """Run one request; return (outputs, wall seconds, warnings); raise gr.Error (see `run`)."""
         options, settings = self._inputs(spec, values)
         path, name = _upload_path(media)
         if path is None:
-            raise gr.Error(f"Upload {'a video' if spec.media == 'video' else 'an image'} first, or pick an example.")
+            raise gr.Error(f"Upload {'a video' if spec.media == 'video' else 'an image'} first, or pick an example.",
+                           print_exception=False)
         started = time.perf_counter()
         clip: VideoFrames | None = None
         try:
@@ -101,20 +150,24 @@ class DemoRunner:
             with self._lock:
                 result = spec.run(self.vt, source, options, settings)
         except VistoolError as error:  # show the uploaded file's name, not its cache path
-            raise gr.Error(str(error).replace(path, name), title="Cannot run this request") from error
+            message = str(error).replace(path, name)
+            logger.info("refused request (%s): %s", spec.name, message)  # the user's mistake: one line, no traceback
+            raise gr.Error(message, title="Cannot run this request", print_exception=False) from error
         except Exception as error:  # a model or backend failure must not take the app down
             logger.exception("demo request failed (%s)", spec.name)
             raise gr.Error(
                 f"The model call failed: {type(error).__name__}: {error}. The app is still running; try again.",
-                title="Model failure",
+                title="Model failure", print_exception=False,
             ) from error
         if not result.ok:
-            raise gr.Error(f"The model failed: {result.error}", title="Model failure")
-        for note in warnings_for(result):
+            logger.warning("model failure (%s): %s", spec.name, result.error)
+            raise gr.Error(f"The model failed: {result.error}", title="Model failure", print_exception=False)
+        notes = warnings_for(result)
+        for note in notes:
             gr.Warning(note)
         visual, json_path = self._save(result, clip if clip is not None else source.image)
         rows = result_rows(result)
-        return [
+        outputs = [
             visual,
             summary(result),
             stats_line(result, time.perf_counter() - started),
@@ -124,6 +177,7 @@ class DemoRunner:
             result.provenance.get("raw_answer") or result.text,
             result.provenance.get("thought") or "",
         ]
+        return outputs, time.perf_counter() - started, notes
 
     @staticmethod
     def _inputs(spec: TabSpec, values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,16 +186,16 @@ class DemoRunner:
         names = [field.name for field in spec.fields]
         expected = [len(names) + 3] + ([len(names) + 4] if spec.zoom else [])  # the zoom toggle may be left out
         if len(values) not in expected:
-            raise gr.Error(f"expected {' or '.join(map(str, expected))} inputs after the {spec.media}, got {len(values)}")
+            raise gr.Error(f"expected {' or '.join(map(str, expected))} inputs after the {spec.media}, got {len(values)}", print_exception=False)
         options = dict(zip(names, values))
         for field in spec.fields:
             allowed = [value for _, value in field.choices]
             if field.kind == "radio" and options[field.name] not in allowed:
-                raise gr.Error(f"{field.label}: {options[field.name]!r} is not one of {', '.join(allowed)}")
+                raise gr.Error(f"{field.label}: {options[field.name]!r} is not one of {', '.join(allowed)}", print_exception=False)
         first, max_new_tokens, thinking = values[len(names) : len(names) + 3]
         zoom = values[len(names) + 3] if len(values) > len(names) + 3 else None
         if zoom not in (None, "", "off", *spec.zoom):
-            raise gr.Error(f"Zoom: {zoom!r} is not one of off, {', '.join(spec.zoom)}")
+            raise gr.Error(f"Zoom: {zoom!r} is not one of off, {', '.join(spec.zoom)}", print_exception=False)
         try:
             settings = {
                 "frames" if spec.media == "video" else "budget": None if first in (None, "") else int(first),
@@ -149,11 +203,11 @@ class DemoRunner:
                 "thinking": bool(thinking),
             }
         except (TypeError, ValueError) as error:
-            raise gr.Error(f"settings must be whole numbers: {error}") from error
+            raise gr.Error(f"settings must be whole numbers: {error}", print_exception=False) from error
         if settings["max_new_tokens"] is not None and settings["max_new_tokens"] < 1:
-            raise gr.Error("max new tokens must be at least 1")
+            raise gr.Error("max new tokens must be at least 1", print_exception=False)
         if not 1 <= settings.get("frames", 1) <= MAX_FRAMES:
-            raise gr.Error(f"frames must be between 1 and {MAX_FRAMES}")
+            raise gr.Error(f"frames must be between 1 and {MAX_FRAMES}", print_exception=False)
         if zoom not in (None, "", "off"):
             settings["zoom"] = zoom
         return options, {key: value for key, value in settings.items() if value is not None}
@@ -202,12 +256,17 @@ def _upload_path(record: Any) -> tuple[str | None, str]:
 
 
 def _model_line(vt: Vistool) -> str:
-    """Return a Markdown line naming the model, its profile and where it runs."""
+    """Return a Markdown line naming the model, its family profile and where it runs
+    (locally on a device, or the server's address)."""
     backend = vt.backend
-    where = getattr(backend, "device", None) or getattr(backend, "base_url", None)
-    parts = [f"model `{backend.model_id}`", f"profile `{vt.profile.name}`", f"backend `{type(backend).__name__}`"]
-    if where:
-        parts.append(f"on `{where}`")
+    parts = [f"model `{backend.model_id}`", f"family `{vt.profile.name}`"]
+    base_url = getattr(backend, "base_url", None)
+    device = getattr(backend, "device", None)
+    if base_url:
+        parts.append(f"served by `{base_url}`")
+    elif device:
+        dtype = str(getattr(backend, "dtype", "")).replace("torch.", "")
+        parts.append(f"running locally on `{device}`" + (f" ({dtype})" if dtype else ""))
     return " · ".join(parts)
 
 
@@ -282,6 +341,8 @@ def _build_tab(spec: TabSpec, runner: DemoRunner, examples_dir: Path | None) -> 
                 fields = [_field(field, spec.name) for field in spec.fields]
                 settings = _settings_controls(spec, runner)
                 button = gr.Button("Run", variant="primary", elem_id=f"{spec.name}-run")
+                status = gr.Textbox(value=READY, label="Status", interactive=False, lines=1, max_lines=4,
+                                    elem_id=f"{spec.name}-status")
                 rows = [[str(examples_dir / row[0]), *row[1:]] for row in spec.examples
                         if examples_dir is not None and (examples_dir / row[0]).is_file()]
                 if rows:
@@ -292,18 +353,39 @@ def _build_tab(spec: TabSpec, runner: DemoRunner, examples_dir: Path | None) -> 
 
         first_setting = "frames" if spec.media == "video" else "budget"
 
-        def run(media_record: Any, *values: Any) -> list[Any]:
-            return runner.run(spec, media_record, values)
+        def run(*arguments: Any) -> list[Any]:
+            *values, request = arguments  # Gradio passes the gr.Request last (see the signature)
+            return runner.run(spec, values[0], values[1:], session=getattr(request, "session_hash", None))
 
-        # Name the API parameters after the inputs (gradio_client shows these names).
+        # Name the API parameters after the inputs (gradio_client shows these names); the
+        # last, a gr.Request, is filled in by Gradio and is not an API input.
         run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
              for name in (spec.media, *names, first_setting, "max_new_tokens", "thinking", *(["zoom"] if spec.zoom else []))]
+            + [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)]
         )
+        run.__annotations__ = {"request": gr.Request}
+
+        def show_status(request: gr.Request) -> str:
+            return runner.status(getattr(request, "session_hash", None))
+
+        def check_upload(media_record: Any, request: gr.Request) -> tuple[Any, str]:
+            problem = runner.check_upload(spec, media_record)
+            if problem is None:
+                return gr.update(), READY if media_record is None else "Ready: press Run."
+            gr.Warning(problem)
+            return None, f"Error: {problem} Upload another file."
+
         # preprocess=False: the upload reaches `run` as Gradio's file record, and vistool's
         # own loader reads it, so a non-image or an oversized image gets a clear message.
-        button.click(run, inputs=[media, *fields, *settings], outputs=outputs, api_name=spec.name,
-                     preprocess=False, concurrency_limit=1, concurrency_id="model")
+        button.click(lambda: "Running...", outputs=status, queue=False, api_visibility="private")
+        event = button.click(run, inputs=[media, *fields, *settings], outputs=outputs, api_name=spec.name,
+                             preprocess=False, concurrency_limit=1, concurrency_id="model")
+        # The status box keeps the outcome (the error message, or what was done) until the next run.
+        event.success(show_status, outputs=status, queue=False, api_visibility="private")
+        event.failure(show_status, outputs=status, queue=False, api_visibility="private")
+        media.upload(check_upload, inputs=media, outputs=[media, status], preprocess=False, queue=False,
+                     api_visibility="private")
 
         def update_defaults(*values: Any) -> list[Any]:
             budget, max_new_tokens = runner.defaults(spec, dict(zip(names, values)))
