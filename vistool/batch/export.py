@@ -12,6 +12,14 @@ supervision's exporters name files by basename and refuse two images with the sa
 basename; here images are exported one sub-folder at a time (names within a folder are
 unique) and the results are merged, so `a/img.jpg` and `b/img.jpg` both work: COCO
 `file_name`s are the relative paths, and YOLO labels and VOC files mirror the folders.
+
+Nothing carries another tool's name: supervision writes VOC `<database>roboflow.ai` and
+`<folder>VOC`, and COCO `supercategory: common-objects`; here VOC says `vistool` and the
+image's folder, and every COCO category is its own supercategory (the class names are
+the user's). COCO annotations carry the box's confidence as `score` when it has one. The
+YOLO export is trainable as it stands: `data.yaml` says `train`/`val: images` (relative
+to its own folder), and `images/` holds copies of the images beside `labels/` (the
+layout Ultralytics expects; a re-export reuses the previous copies).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from vistool.io.images import load_image
 from vistool.tasks import TASKS, TaskResult
 
 TMP_PREFIX = ".vistool-tmp-"
+VOC_DATABASE = "vistool"
 BOX_KINDS = ("boxes", "ocr_regions")
 OCR_CLASS = "text"  # the one class OCR regions are exported as (their text is not a class)
 EXPORT_FORMATS = ("coco", "yolo", "voc", "jsonl", "labelstudio", "fiftyone")  # the last two: vistool.integrations
@@ -312,12 +321,13 @@ def write_coco(path: Path, entries: Sequence[Entry], classes: Sequence[str]) -> 
                 assert Path(image["file_name"]).name == entry.path.name, "supervision changed its image order"
                 per_image[entry.name] = (
                     {"file_name": entry.name, "height": image["height"], "width": image["width"]},
-                    annotations.get(image["id"], []),
+                    _with_scores(annotations.get(image["id"], []), export_detections(entry, index)),
                 )
     if not categories:
         from supervision.dataset.formats.coco import classes_to_coco_categories
 
         categories = classes_to_coco_categories(list(index))
+    categories = [{**category, "supercategory": category["name"]} for category in categories]
     images, annotations_out = [], []
     for image_id, name in enumerate(sorted(per_image), start=1):
         image, boxes = per_image[name]
@@ -335,18 +345,60 @@ def write_coco(path: Path, entries: Sequence[Entry], classes: Sequence[str]) -> 
     return len(annotations_out)
 
 
+def _with_scores(annotations: list[dict[str, Any]], detections: sv.Detections) -> list[dict[str, Any]]:
+    """Add each box's confidence as "score" to its COCO annotation (same order), when known."""
+    if detections.confidence is None:
+        return annotations
+    assert len(annotations) == len(detections), "supervision changed its annotation order"
+    return [{**annotation, "score": round(float(score), 6)} for annotation, score in zip(annotations, detections.confidence)]
+
+
+def yolo_data_yaml(classes: Sequence[str]) -> str:
+    """Return an Ultralytics data.yaml for a YOLO export: `train`/`val` = images, `nc` and
+    `names` (JSON strings, valid YAML). It has no `path`: Ultralytics then takes the
+    data.yaml's own folder as the dataset root, so the export can be moved as a whole."""
+    return (
+        "# written by vistool annotate: images/ holds copies of the annotated images, labels/ their boxes;\n"
+        "# the dataset root is this file's folder\n"
+        "train: images\n"
+        "val: images\n"
+        f"nc: {len(classes)}\n"
+        f"names: {json.dumps(list(classes), ensure_ascii=False)}\n"
+    )
+
+
+def _copy_image(target: Path, source: Path, previous: Path) -> None:
+    """Put a copy of the image `source` at `target` (never a link: nothing written to the
+    export can reach the source). A copy the previous export holds at `previous` with the
+    source's size and modification time is hard-linked instead of copied again."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old, new = previous.stat(), source.stat()
+        if (old.st_size, old.st_mtime_ns) == (new.st_size, new.st_mtime_ns) and not previous.is_symlink():
+            os.link(previous, target)
+            return
+    except OSError:
+        pass
+    shutil.copy2(source, target)
+
+
 def write_yolo(folder: Path, entries: Sequence[Entry], classes: Sequence[str]) -> None:
-    """Write YOLO labels of the successful entries: `folder/data.yaml` (class names) and
-    `folder/labels/<relative folder>/<stem>.txt` (one per image; empty when no box),
-    through `sv.DetectionDataset.as_yolo`. Raises VistoolError on a stem collision."""
+    """Write a YOLO dataset of the successful entries: `folder/data.yaml` (see
+    `yolo_data_yaml`), `folder/labels/<relative folder>/<stem>.txt` (one per image; empty
+    when no box, through `sv.DetectionDataset.as_yolo`) and `folder/images/<relative
+    folder>/<file>` (copies of the images, so the dataset stands on its own and nothing
+    written to it can reach the sources). Raises VistoolError on a stem collision."""
     usable = _checked(entries)
     _refuse_stem_collisions(usable, "YOLO")
 
     def build(temp: Path) -> None:
-        sv.DetectionDataset(classes=list(classes), images=[], annotations={}).as_yolo(data_yaml_path=str(temp / "data.yaml"))
+        (temp / "data.yaml").write_text(yolo_data_yaml(classes), encoding="utf-8")
         for subfolder, group in _by_folder(usable):
             labels = path_inside(temp / "labels", subfolder)
             to_detection_dataset(group, classes).as_yolo(annotations_directory_path=str(labels))
+            for entry in group:
+                name = str(PurePosixPath(subfolder) / entry.path.name)
+                _copy_image(path_inside(temp / "images", name), entry.path, path_inside(folder / "images", name))
 
     replace_folder(folder, build)
 
@@ -360,9 +412,24 @@ def write_voc(folder: Path, entries: Sequence[Entry], classes: Sequence[str]) ->
     def build(temp: Path) -> None:
         temp.mkdir(parents=True, exist_ok=True)
         for subfolder, group in _by_folder(usable):
-            to_detection_dataset(group, classes).as_pascal_voc(annotations_directory_path=str(path_inside(temp, subfolder)))
+            target = path_inside(temp, subfolder)
+            to_detection_dataset(group, classes).as_pascal_voc(annotations_directory_path=str(target))
+            name = PurePosixPath(subfolder).name or Path(group[0].path).parent.name
+            for xml in sorted(target.glob("*.xml")):
+                _rebrand_voc(xml, name)
 
     replace_folder(folder, build)
+
+
+def _rebrand_voc(path: Path, folder_name: str) -> None:
+    """Replace supervision's placeholders in a VOC file: `<folder>` becomes the image's
+    folder name, `<database>` "vistool"."""
+    from xml.sax.saxutils import escape
+
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("<folder>VOC</folder>", f"<folder>{escape(folder_name)}</folder>", 1)
+    text = text.replace("<database>roboflow.ai</database>", f"<database>{VOC_DATABASE}</database>", 1)
+    path.write_text(text, encoding="utf-8")
 
 
 def _refuse_stem_collisions(entries: Sequence[Entry], what: str) -> None:
