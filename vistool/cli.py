@@ -61,7 +61,10 @@ def make_tiny_model_command(
     """Build a tiny random-weight Gemma 4 (offline, < 1 MB) to try the pipeline without a download."""
     from vistool.runtime.tiny import make_tiny_model
 
-    path = make_tiny_model(directory, seed=seed)
+    try:
+        path = make_tiny_model(directory, seed=seed)
+    except OSError as exc:
+        fail(f"cannot write the tiny model to {directory}: {exc.strerror or exc}")
     typer.echo(str(path))
 
 
@@ -71,7 +74,7 @@ def generate_command(
     prompt: Annotated[str, typer.Argument(help="The prompt text.")],
     model: ModelOption = DEFAULT_MODEL,
     budget: BudgetOption = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Maximum number of generated tokens.")] = 256,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Maximum number of generated tokens.")] = 256,
     thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")] = False,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     device: DeviceOption = None,
@@ -107,7 +110,7 @@ def generate_command(
 
 BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
 BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai.")]
-MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
+MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
 
@@ -330,8 +333,8 @@ def video_command(
     video: Annotated[Path, typer.Argument(help="Video file.")],
     question: Annotated[Optional[str], typer.Argument(help="The question about the video.")] = None,
     locate: Annotated[Optional[str], typer.Option("--locate", help="An event to find in time instead of a question.")] = None,
-    frames: Annotated[int, typer.Option("--frames", help="Frames to sample uniformly (at most 32).")] = 32,
-    fps: Annotated[Optional[float], typer.Option("--fps", help="Sample at this rate instead (capped by --frames).")] = None,
+    frames: Annotated[int, typer.Option("--frames", min=1, max=32, help="Frames to sample uniformly (at most 32).")] = 32,
+    fps: Annotated[Optional[float], typer.Option("--fps", min=0.001, help="Sample at this rate instead (capped by --frames).")] = None,
     audio: Annotated[bool, typer.Option("--audio", help="Let the model hear the clip's sound track too (Gemma 4 E2B/E4B; up to 30 s).")] = False,
     model: ModelOption = DEFAULT_MODEL,
     max_new_tokens: MaxTokensOption = None,
@@ -371,7 +374,7 @@ def annotate_command(
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl, labelstudio, fiftyone (repeat or comma-separate; box tasks and classify default to coco; results.jsonl is always written).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Hugging Face id or local model folder (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds).")] = None,
     budget: BudgetOption = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
@@ -380,9 +383,9 @@ def annotate_command(
     dtype: DtypeOption = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Rebuild results and exports from the answer cache, without running the model.")] = False,
     draw: Annotated[bool, typer.Option("--draw", help="Also write annotated copies of the images to OUT/draw.")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images (sorted by path).")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse images with more pixels than this (default 100 million).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Image-reading threads running ahead of the model.")] = 4,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=0, help="Only the first N images (sorted by path).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (default 100 million).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Image-reading threads running ahead of the model.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
@@ -409,7 +412,7 @@ def demo_command(
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 7860,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
