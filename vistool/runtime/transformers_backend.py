@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vistool.errors import ModelLoadError
+from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import speed
 from vistool.runtime.backend import validate_requests
