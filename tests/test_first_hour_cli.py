@@ -50,11 +50,11 @@ def error_line(finished: subprocess.CompletedProcess) -> str:
 # ------------------------------------------------------------ usage errors (issue 20, item 10)
 @pytest.mark.parametrize("command", [name for name in COMMANDS if name != "eval"])
 def test_a_mistyped_option_is_a_usage_error_for_every_command(command):
-    """`vistool CMD ... --zoom tiles`: the usage error as click gives it (exit 2), one line, no traceback."""
-    finished = cli(command, "--zoom", "tiles")
+    """`vistool CMD ... --zoomm tiles` (a mistyped --zoom): the usage error as click gives it (exit 2), one line, no traceback."""
+    finished = cli(command, "--zoomm", "tiles")
     assert finished.returncode == 2
     line = error_line(finished)
-    assert ("No such option: --zoom" in line or "Missing argument" in line) and f"vistool {command} --help" in line
+    assert ("No such option: --zoomm" in line or "Missing argument" in line) and f"vistool {command} --help" in line
 
 
 def test_missing_arguments_and_bad_values_are_usage_errors():
@@ -63,14 +63,14 @@ def test_missing_arguments_and_bad_values_are_usage_errors():
     runs = [
         (("detect",), "Missing argument 'image'"),
         (("detect", IMAGE, "--budget", "abc"), "Invalid value for '--budget'"),
-        (("detect", IMAGE, "--classes", "cat", "--zoom", "tiles"), "No such option: --zoom"),
+        (("detect", IMAGE, "--classes", "cat", "--zoomm", "tiles"), "No such option: --zoomm"),
         (("annotate", "photos/"), "Missing option '--out'"),
         (("video", "clip.mp4", "--frames", "many"), "Invalid value for '--frames'"),
     ]
     for finished, (_, message) in zip(many(*[(args, None) for args, _ in runs]), runs):
         assert finished.returncode == 2 and message in error_line(finished)
-    finished = cli("eval", "coco", "--instances", "x.json", "--out", "o", "--zoom", "tiles")
-    assert finished.returncode == 2 and "unrecognized arguments: --zoom tiles" in finished.stderr
+    finished = cli("eval", "coco", "--instances", "x.json", "--out", "o", "--zoomm", "tiles")
+    assert finished.returncode == 2 and "unrecognized arguments: --zoomm tiles" in finished.stderr
     assert "Traceback" not in finished.stderr
 
 
