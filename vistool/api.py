@@ -26,10 +26,10 @@ from typing import Any
 from vistool.errors import VistoolError
 from vistool.io.images import ImageInput, LoadedImage, load_image
 from vistool.io.video import sample_video
-from vistool.profiles import get_profile
+from vistool.profiles import ModelProfile, get_profile, resolve_profile
 from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, check_task, interpret
 from vistool.zoom import ZOOM_MODES, ZoomJob, ZoomLike, ZoomSettings, check_zoom, run_jobs
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
@@ -44,11 +44,12 @@ def load(
     device: str | None = None,
     dtype: str | None = None,
     batch_size: int | None = None,
-    profile: str | None = None,
+    profile: str | ModelProfile | None = None,
     thinking: bool = False,
     max_new_tokens: int | None = None,
     max_pixels: int | None = None,
     zoom: ZoomLike = None,
+    lazy: bool = False,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -56,25 +57,35 @@ def load(
     Takes a Hugging Face id or local folder (or, with backend="openai", the served model
     name and the server's `base_url`), an optional default image-token budget (None: each
     task's own default), device/dtype for local runs, the micro-batch size (None: a
-    default per budget and device), the model
-    family profile name (guessed from the model id when None), whether to think first,
-    a default token limit (None: each task's own), the pixel limit for input images,
-    the default zoom (applied to the tasks that support its mode), and further backend
-    options. Raises ModelLoadError when the model cannot be loaded.
+    default per budget and device), the model family profile (a name or record; when
+    None, read from the checkpoint's config.json, the name only as a fallback: see
+    `vistool.profiles.resolve_profile`), whether to think first, a default token limit
+    (None: each task's own), the pixel limit for input images, the default zoom (applied
+    to the tasks that support its mode), `lazy` (load the weights on the first call
+    instead of now, so that a task the family cannot run is refused without loading
+    them) and further backend options. Raises ModelLoadError when the model cannot be
+    loaded, UnknownFamilyError for a checkpoint of an unknown architecture.
     """
     from vistool.runtime import make_backend
+    from vistool.runtime.lazy import LazyBackend
 
-    family = get_profile(profile) if profile else None
-    runner = make_backend(
-        model,
-        backend=backend,
-        base_url=base_url,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        profile=family,
-        **backend_options,
-    )
+    family = resolve_profile(model, profile, backend=backend, revision=backend_options.get("revision"))
+    if budget is not None:
+        family.check_budget(budget)  # before anything is loaded
+
+    def build() -> Backend:
+        return make_backend(
+            model,
+            backend=backend,
+            base_url=base_url,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            profile=family,
+            **backend_options,
+        )
+
+    runner: Backend = LazyBackend(build, str(model), family.name) if lazy else build()
     return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom)
 
 
@@ -152,7 +163,7 @@ class Vistool:
         run_settings = self._settings(settings)
         single = not isinstance(images, (list, tuple))
         inputs = [images] if single else list(images)
-        spec.prompt(self.profile, options)  # validate the options before touching any image
+        check_task(spec, self.profile, options)  # refuse the task, or bad options, before touching any image
         loaded: list[LoadedImage | TaskResult] = []
         for item in inputs:
             try:
@@ -293,6 +304,7 @@ class Vistool:
             raise VistoolError("give a question, or an event with locate=, (one of the two)")
         sound = self._audio_of(path) if audio else None
         spec = TASKS["video_locate" if locate else "video"]
+        check_task(spec, self.profile, {"event": locate} if locate else {"question": question})
         clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
         request = build_request(spec, self.profile, options, self._settings(settings), video=clip)

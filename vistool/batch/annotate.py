@@ -78,6 +78,7 @@ class AnnotateConfig:
     yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco);
     zoom: "off", "tiles" or "refine" with options (`vistool.zoom.ZoomSettings.parse`):
     each tile or crop is cached on its own, so a resumed run re-asks nothing.
+    profile: the model family (None: read from the checkpoint, see `resolve_profile`).
     """
 
     src: str
@@ -89,6 +90,7 @@ class AnnotateConfig:
     regions: bool = False
     words: bool = False
     model: str = DEFAULT_MODEL
+    profile: str | None = None
     backend: str = "transformers"
     base_url: str | None = None
     device: str | None = None
@@ -264,18 +266,19 @@ def out_folder_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
-def make_vistool(config: AnnotateConfig):
+def make_vistool(config: AnnotateConfig, profile: Any = None):
     """Build the `Vistool` a config asks for.
 
     --rescore: a stand-in that never runs a model (answers come from the cache only);
     --backend replay: answers from --replay-answers (tests); otherwise the model is
     loaded with `vistool.api.load` (transformers or an OpenAI-compatible server).
-    The budget is checked before anything is loaded. Returns the `Vistool`.
+    `profile` is the model family when already resolved (else resolved here). The
+    budget is checked before anything is loaded. Returns the `Vistool`.
     """
     from vistool.api import Vistool, load
-    from vistool.profiles import profile_for_model
 
-    profile = profile_for_model(config.model)
+    if profile is None:
+        profile = resolve_family(config)
     if config.budget is not None:
         profile.check_budget(config.budget)
     if config.rescore:
@@ -288,9 +291,16 @@ def make_vistool(config: AnnotateConfig):
         backend = replay_backend_from_file(config.replay_answers, config.model, profile.name)
     else:
         backend = load(config.model, backend=config.backend, base_url=config.base_url, device=config.device,
-                       batch_size=config.batch_size).backend
+                       batch_size=config.batch_size, profile=profile).backend
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
                    max_pixels=config.max_pixels)
+
+
+def resolve_family(config: AnnotateConfig) -> Any:
+    """Return the model family of a config: --profile, else read from the checkpoint (not loaded)."""
+    from vistool.profiles import resolve_profile
+
+    return resolve_profile(config.model, config.profile, backend=config.backend)
 
 
 class CacheOnlyBackend:
@@ -339,10 +349,11 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     with out_folder_lock(out):
         remove_stale_temporaries(out)
         if vt is None:
-            from vistool.profiles import profile_for_model
+            from vistool.tasks import check_task
 
-            TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
-            vt = make_vistool(config)
+            family = resolve_family(config)
+            check_task(task, family, options)  # an unsupported task or bad options fail before the model loads
+            vt = make_vistool(config, family)
         if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
             raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
                                f"{config.backend} backend cannot do; use the local transformers backend")

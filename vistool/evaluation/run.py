@@ -230,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vistool eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", default="google/gemma-4-E2B-it", help="Hugging Face id, local folder, or served model name")
+    model.add_argument("--profile", help="model family (default: read from the checkpoint's config.json, else guessed from the name)")
     model.add_argument("--backend", default="transformers", help="transformers or openai")
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
@@ -298,16 +299,25 @@ def _score_existing(benchmark: str, argv: list[str]) -> int:
     return int(importlib.import_module(f"eval.{benchmark}").main(["score", *argv]) or 0)
 
 
+# The task each benchmark runs (refused before the model loads when the family cannot run it).
+BENCHMARK_TASKS = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}
+
+
 def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
-    """Load the model named by the arguments (a stand-in that never generates with --rescore)."""
+    """Find the model family, refuse a benchmark whose task it cannot run, then load the
+    model named by the arguments (a stand-in that never generates with --rescore)."""
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
+
+    family = resolve_profile(args.model, args.profile, backend=args.backend)
+    check_task(BENCHMARK_TASKS[args.benchmark], family)
     if args.rescore:
         from vistool.batch.annotate import CacheOnlyBackend
-        from vistool.profiles import profile_for_model
 
-        backend = CacheOnlyBackend(args.model, profile_for_model(args.model).name)
+        backend = CacheOnlyBackend(args.model, family.name)
         return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
     return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens)
+                max_new_tokens=args.max_new_tokens, profile=family)
 
 
 if __name__ == "__main__":

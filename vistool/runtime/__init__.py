@@ -46,7 +46,8 @@ def make_backend(
     for local runs (batch_size None: a default per budget and device), max_concurrency
     and engine ("auto", "vllm", "sglang", "transformers",
     "llamacpp", "ollama", "generic") for HTTP, the model family profile (a
-    `ModelProfile` or its name; guessed from `model` when None) and further options of
+    `ModelProfile` or its name; when None, the local backend reads it from the loaded
+    model's config and the HTTP backend from `resolve_profile`) and further options of
     the chosen class (`TransformersBackend`: trust_remote_code, revision;
     `OpenAIBackend`: api_key, max_attempts, timeout, image_format, max_image_side, ...).
     Returns the backend. Raises VistoolError for an unknown backend name.
