@@ -183,3 +183,14 @@ def test_demo_refuses_an_unsupported_tab_without_calling_the_model(tmp_path):
     with pytest.raises(gr.Error, match="'florence2' cannot run task 'point'"):
         runner.run(point, None, ["cat", None, None, False])  # refused even before the missing upload is noticed
     assert backend.calls == 0
+
+
+def test_plain_prompt_families_refuse_thinking_before_loading(misleading_dirs, photo, no_model_loads):
+    from vistool.errors import RequestError
+
+    with pytest.raises(RequestError, match="'florence2' takes a plain task prompt .* cannot take thinking"):
+        vistool.load(str(misleading_dirs["florence2"]), thinking=True)
+    vt = vistool.load(str(misleading_dirs["paligemma2"]), lazy=True)
+    with pytest.raises(RequestError, match="cannot take a system prompt"):
+        vt.caption(str(photo), system="be brief")
+    assert not vt.backend.loaded

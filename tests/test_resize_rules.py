@@ -62,7 +62,7 @@ def test_smart_resize_matches_transformers_own_function_and_refuses_extreme_stri
 def test_gemma4_rule_matches_the_gemma4_processor_for_20_aspect_ratios(tiny_family_dir):
     processor = _image_processor(tiny_family_dir("gemma4"))
     rule = get_profile("gemma4").resize
-    for budget in (70, 280, 1120):
+    for budget in (70, 560):
         for width, height in ASPECTS:
             out = processor(images=[Image.new("RGB", (width, height))], return_tensors="pt", max_soft_tokens=budget)
             positions = out["image_position_ids"]

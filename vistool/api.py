@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vistool.errors import VistoolError
+from vistool.errors import RequestError, VistoolError
 from vistool.io.images import ImageInput, LoadedImage, load_image
 from vistool.io.video import sample_video
 from vistool.profiles import ModelProfile, get_profile, resolve_profile
@@ -72,6 +72,7 @@ def load(
     family = resolve_profile(model, profile, backend=backend, revision=backend_options.get("revision"))
     if budget is not None:
         family.check_budget(budget)  # before anything is loaded
+    _check_prompt_format(family, thinking, None)
 
     def build() -> Backend:
         return make_backend(
@@ -142,6 +143,7 @@ class Vistool:
         settings = replace(self.settings, **{key: value for key, value in overrides.items() if value is not None})
         if settings.budget is not None:
             self.profile.check_budget(settings.budget)
+        _check_prompt_format(self.profile, settings.thinking, settings.system)
         return settings
 
     def run(
@@ -333,6 +335,14 @@ class Vistool:
     def generate(self, requests: Sequence[GenerationRequest]):
         """Pass raw generation requests to the backend (for prompts of your own)."""
         return self.backend.generate(requests)
+
+
+def _check_prompt_format(profile: ModelProfile, thinking: bool, system: str | None) -> None:
+    """Refuse thinking or a system prompt for a family whose prompt is a plain task prefix."""
+    if profile.prompt_format.chat or not (thinking or system):
+        return
+    what = "thinking" if thinking else "a system prompt"
+    raise RequestError(f"model family {profile.name!r} takes a plain task prompt (no chat template), so it cannot take {what}")
 
 
 def _describe(item: Any) -> str:
