@@ -46,6 +46,8 @@ CALLS = {
     "vqa": lambda vt, image: vt.ask(image, "What is this?"),
     "gui_elements": lambda vt, image: vt.gui_elements(image),
     "gui_ground": lambda vt, image: vt.gui_ground(image, "click OK"),
+    "gui_mark": lambda vt, image: vt.gui_ground(image, "click OK", marks=True, elements=[{"box": [10, 10, 90, 40]}]),
+    "classify": lambda vt, image: vt.classify(image, ["cat", "dog"]),
 }
 
 
@@ -109,7 +111,10 @@ def _cell(family: str, task: str, vt: Vistool | None) -> str:
         return "-"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = CALLS[task](vt, image)
+        try:
+            result = CALLS[task](vt, image)
+        except VistoolError as error:  # e.g. a server backend cannot score (classify)
+            return f"refused: {error}"
     return "ok" if result.ok else f"error: {result.error}"
 
 

@@ -18,6 +18,7 @@ from vistool.api import Vistool
 from vistool.io.video import VideoFrames
 from vistool.postprocess import parse
 from vistool.profiles import get_profile
+from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest
 from vistool.tasks import TASKS, RunSettings, build_request, interpret, supported_tasks
 
@@ -34,6 +35,8 @@ OPTIONS = {
     "gui_ground": {"instruction": "click OK"},
     "video": {"question": "What happens?"},
     "video_locate": {"event": "the flash", "duration": 2.0},
+    "classify": {"labels": ["cat", "dog", "red car"]},
+    "gui_mark": {"instruction": "click OK", "elements": [{"box": [10, 10, 60, 40], "type": "button"}, {"box": [80, 5, 120, 30]}]},
 }
 CASES = [(family, task) for family in FAMILIES for task in supported_tasks(get_profile(family))]
 
@@ -72,7 +75,7 @@ def test_family_runs_task_on_its_tiny_checkpoint(family, task, tiny_family_backe
         images = noise_images()
         requests = [build_request(spec, profile, options, settings, image=image) for image in images]
         sizes = [image.size for image in images]
-    responses = backend.generate(requests)
+    responses = answer_requests(backend, requests)  # generated, or scored (classify)
     for request, response, size in zip(requests, responses, sizes):
         assert response.ok, response.error
         assert response.image_tokens > 0 and response.prompt_tokens > response.image_tokens
@@ -172,3 +175,31 @@ def test_vistool_api_runs_each_family(tiny_family_backend):
         result = vt.detect(noise_images(), ["cat"])
         assert [r.ok for r in result] == [True, True]
         assert all(r.provenance["profile"] == family for r in result)
+
+
+@pytest.mark.parametrize("family", ["gemma4", "qwen25vl", "qwen3vl"])
+def test_classify_scores_equal_teacher_forcing_in_every_chat_family(family, tiny_family_backend):
+    import torch
+
+    from vistool.runtime import inputs as family_inputs
+    from vistool.runtime.scoring import choice_token_ids
+
+    backend, profile = tiny_family_backend(family), get_profile(family)
+    options = OPTIONS["classify"]
+    request = build_request(TASKS["classify"], profile, options, RunSettings(budget=70), image=noise_images()[1])
+    response = answer_requests(backend, [request])[0]
+    assert response.ok, response.error
+    prepared = family_inputs.model_inputs(backend._prepare([request]).inputs, backend.processor, "cpu")
+    length = prepared["input_ids"].shape[1]
+    for choice, tokens, score in zip(request.choices, choice_token_ids(backend.tokenizer, request.choices, profile.answer_end),
+                                     response.choice_logprobs):
+        full = dict(prepared)
+        extra = torch.tensor([tokens])
+        full["input_ids"] = torch.cat([prepared["input_ids"], extra], dim=1)
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        if "mm_token_type_ids" in full:
+            full["mm_token_type_ids"] = torch.cat([prepared["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+        with torch.inference_mode():
+            logits = backend.model(**full).logits[0, length - 1 : -1].float()
+        expected = torch.log_softmax(logits, dim=-1).gather(-1, extra[0][:, None]).sum().item()
+        assert score == pytest.approx(expected, abs=1e-3), choice

@@ -58,7 +58,7 @@ def test_qwen3vl_gui_elements_in_relative_coordinates():
     vt, seen = replay(answer, "qwen3vl")
     result = vt.gui_elements(IMAGE)
     assert "element type, one of: button, link" in seen[0].prompt
-    assert result.extras["elements"] == [{"type": "button", "text": "OK", "interactive": True, "box": [100.0, 300.0, 300.0, 450.0]}]
+    assert result.extras["elements"] == [{"id": 1, "type": "button", "text": "OK", "interactive": True, "box": [100.0, 300.0, 300.0, 450.0]}]
 
 
 def test_paligemma_and_florence_prompts_are_their_task_prefixes():

@@ -304,9 +304,9 @@ class Vistool:
         """
         if (question is None) == (locate is None):
             raise VistoolError("give a question, or an event with locate=, (one of the two)")
-        sound = self._audio_of(path) if audio else None
         spec = TASKS["video_locate" if locate else "video"]
         check_task(spec, self.profile, {"event": locate} if locate else {"question": question})
+        sound = self._audio_of(path) if audio else None
         clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
         request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
