@@ -36,6 +36,7 @@ OPTIONS = {
     "video": {"question": "What happens?"},
     "video_locate": {"event": "the flash", "duration": 2.0},
     "classify": {"labels": ["cat", "dog", "red car"]},
+    "region": {"target": "the cat"},
     "gui_mark": {"instruction": "click OK", "elements": [{"box": [10, 10, 60, 40], "type": "button"}, {"box": [80, 5, 120, 30]}]},
 }
 CASES = [(family, task) for family in FAMILIES for task in supported_tasks(get_profile(family))]

@@ -33,7 +33,8 @@ def replay(answer: str, profile: str) -> tuple[Vistool, list]:
 def test_qwen_structured_tasks_are_asked_x_first_in_bbox_2d(family):
     profile = get_profile(family)
     options = {"detect": {"classes": ["cat"]}, "ground": {"expression": "it"}, "point": {"description": "cat"},
-               "ocr_regions": {"granularity": "word"}, "gui_elements": {}, "gui_ground": {"instruction": "save"}}
+               "ocr_regions": {"granularity": "word"}, "gui_elements": {}, "gui_ground": {"instruction": "save"},
+               "region": {"target": "the cat"}}
     scale = "coordinates relative to 0-1000" if family == "qwen3vl" else "absolute pixel coordinates"
     for task, task_options in options.items():
         prompt = TASKS[task].prompt(profile, task_options)

@@ -47,6 +47,8 @@ PROFILE = ModelProfile(
         f'[{{{{"point_2d": [x, y], "label": "{{description}}"}}}}], {_RELATIVE}.',
         "ocr_regions": "Spot every {granularity} of text in the image. Report in JSON format: "
         f'[{{{{"bbox_2d": [x1, y1, x2, y2], "text_content": "the text"}}}}], {_RELATIVE}.',
+        "region": 'Which part of the image contains "{target}"? Report the bbox of a region around it, with some of its '
+        f'surroundings, in JSON format: [{{{{"bbox_2d": [x1, y1, x2, y2], "label": "{{target}}"}}}}], {_RELATIVE}.',
         "gui_elements": "List every visible user-interface element in this screenshot. Report in JSON format: "
         '[{{"bbox_2d": [x1, y1, x2, y2], "label": "element type, one of: {element_types}", '
         '"text": "its visible text, or empty", "interactive": true or false}}], '
