@@ -39,7 +39,7 @@ def load(
     model: str = DEFAULT_MODEL,
     *,
     backend: str = "transformers",
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     budget: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
@@ -63,30 +63,22 @@ def load(
     (None: each task's own), the pixel limit for input images, the default zoom (applied
     to the tasks that support its mode), `lazy` (load the weights on the first call
     instead of now, so that a task the family cannot run is refused without loading
-    them) and further backend options. Raises ModelLoadError when the model cannot be
-    loaded, UnknownFamilyError for a checkpoint of an unknown architecture.
+    them; the backend is a picklable `DeferredBackend`, and with the Ray engine,
+    vistool.engines, each worker builds its own) and further backend options. Several
+    server addresses (a list, or comma-separated) spread requests over them. Raises
+    ModelLoadError when the model cannot be loaded, UnknownFamilyError for a checkpoint
+    of an unknown architecture.
     """
-    from vistool.runtime import make_backend
-    from vistool.runtime.lazy import LazyBackend
+    from vistool.runtime.deferred import BackendRecipe, DeferredBackend
+    from vistool.runtime.pool import split_base_urls
 
     family = resolve_profile(model, profile, backend=backend, revision=backend_options.get("revision"))
     if budget is not None:
         family.check_budget(budget)  # before anything is loaded
     _check_prompt_format(family, thinking, None)
-
-    def build() -> Backend:
-        return make_backend(
-            model,
-            backend=backend,
-            base_url=base_url,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            profile=family,
-            **backend_options,
-        )
-
-    runner: Backend = LazyBackend(build, str(model), family.name) if lazy else build()
+    recipe = BackendRecipe(model, backend, tuple(split_base_urls(base_url)), device, dtype, batch_size, family.name,
+                           dict(backend_options))
+    runner: Backend = DeferredBackend(recipe) if lazy else recipe.build()
     return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom)
 
 

@@ -8,6 +8,7 @@ from one set of options, so callers (the CLI, `vistool.load`) need not know eith
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from vistool.errors import VistoolError
@@ -29,7 +30,7 @@ def make_backend(
     model: str,
     backend: str = "transformers",
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     device: str | None = None,
     dtype: str | None = None,
     batch_size: int | None = None,
@@ -78,9 +79,14 @@ def make_backend(
             UserWarning,
             stacklevel=2,
         )
+    from vistool.runtime.pool import EndpointPool, split_base_urls
+
+    urls = split_base_urls(base_url) or [DEFAULT_BASE_URL]
+    if len(urls) > 1:
+        return EndpointPool(model, urls, engine=engine, profile=profile, max_concurrency=max_concurrency, **kwargs)
     return OpenAIBackend(
         model,
-        base_url or DEFAULT_BASE_URL,
+        urls[0],
         engine=engine,
         profile=profile,
         max_concurrency=max_concurrency,
