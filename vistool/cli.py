@@ -107,7 +107,7 @@ def generate_command(
 
 
 BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
-BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai.")]
+BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai (several: comma-separated).")]
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
@@ -394,6 +394,10 @@ def annotate_command(
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse images with more pixels than this (default 100 million).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image-reading threads running ahead of the model.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray (Ray Data: pip install 'vistool[ray]'; see docs/ray.md).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: an existing cluster (auto, ray://head:10001). Default: a local Ray instance for the run.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", help="--engine ray: model actors (default: one per GPU, one without GPUs, one per --base-url server).")] = None,
+    ray_gpus_per_actor: Annotated[Optional[float], typer.Option("--ray-gpus-per-actor", help="--engine ray: GPUs per model actor (default 1 when there are GPUs; 0.5: two actors per GPU).")] = None,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
     zoom: ZoomOption = None,
