@@ -255,7 +255,7 @@ class RayRunner:
         bar = tqdm(total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True, smoothing=0.1)
         try:
-            with ray_session(self.options) as startup:
+            with ray_session(self.options) as startup, _quiet_ray_data():
                 self.startup_s = startup
                 for block in self._pipeline(work).iter_batches(batch_size=None, batch_format="pyarrow"):
                     self._write(block, rows)
@@ -392,6 +392,22 @@ class RayRunner:
         local = BatchRunner(self.light, self.cache, batch_size=1, workers=4, cache_only=True, progress=False)
         report = local.run([work[index] for index in missing])
         return dict(zip(missing, report.outcomes))
+
+
+@contextlib.contextmanager
+def _quiet_ray_data() -> Iterator[None]:
+    """Keep Ray Data's per-run INFO lines and its note on disabled progress bars off the
+    terminal while the driver shows its own bar (warnings and errors still show)."""
+    levels = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}
+    loggers = {name: logging.getLogger(name) for name in levels}
+    before = {name: logger.level for name, logger in loggers.items()}
+    for name, logger in loggers.items():
+        logger.setLevel(levels[name])
+    try:
+        yield
+    finally:
+        for name, logger in loggers.items():
+            logger.setLevel(before[name])
 
 
 def _item_blocks(work: list[WorkItem], batch: int, most_blocks: int = 1000) -> list[pa.Table]:
