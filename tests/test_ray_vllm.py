@@ -112,3 +112,14 @@ def test_vllm_answers_become_cache_records(tmp_path, light, shape):
     outcome = BatchRunner(light, None, batch_size=1).outcome(prepared, record)
     assert outcome.ok and len(outcome.result.detections) == 1 and outcome.result.detections.confidence is not None
     assert np.all(outcome.result.detections.confidence > 0)
+
+
+def test_zoomed_items_are_refused_before_ray_starts(tmp_path, light):
+    from vistool.batch import AnswerCache
+    from vistool.engines import make_runner
+
+    make_folder(tmp_path / "imgs", 1, seed=6)
+    runner = make_runner("ray", light, AnswerCache(tmp_path / "answers.jsonl"), progress=False)
+    item = WorkItem(next((tmp_path / "imgs").iterdir()), "detect", {"classes": ["person"]}, {"zoom": "tiles"})
+    with pytest.raises(VistoolError, match="zoom .* runs with --engine local only"):
+        runner.run([item])

@@ -72,3 +72,10 @@ def test_split_base_urls():
     assert split_base_urls(["http://a/v1"]) == ["http://a/v1"]
     with pytest.raises(VistoolError, match="at least one server"):
         EndpointPool("m", [])
+
+
+def test_whether_a_lazy_backend_can_score_is_known_without_loading():
+    local = DeferredBackend(BackendRecipe("google/gemma-4-E2B-it"))
+    served = DeferredBackend(BackendRecipe("google/gemma-4-E2B-it", backend="openai", base_urls=("http://127.0.0.1:9/v1",)))
+    assert hasattr(local, "score") and not hasattr(served, "score")
+    assert not local.loaded and not served.loaded

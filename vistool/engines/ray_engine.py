@@ -56,7 +56,6 @@ from vistool.batch.runner import DEFAULT_BATCH, MAX_DEFAULT_BATCH, BatchRunner, 
 from vistool.engines import RayOptions
 from vistool.errors import VistoolError
 from vistool.io.images import LoadedImage
-from vistool.runtime import BACKENDS
 from vistool.runtime.deferred import BackendRecipe, DeferredBackend
 from vistool.runtime.speed import default_batch_size
 
@@ -251,6 +250,10 @@ class RayRunner:
         start = time.perf_counter()
         if not work:
             return RunReport([], 0, 0.0)
+        planner = BatchRunner(self.light, None, batch_size=1, workers=0, progress=False)
+        if any(planner.zoom_of(item).on for item in work):
+            raise VistoolError("zoom (tiles, refine) runs with --engine local only: its passes are planned one after "
+                               "another on each image, which the Ray engine does not do yet")
         rows: dict[int, dict[str, Any]] = {}
         bar = tqdm(total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True, smoothing=0.1)
@@ -307,7 +310,7 @@ class RayRunner:
         name = self.recipe.backend.strip().lower()
         if name == "vllm":
             return "vllm"
-        kind = BACKENDS.get(name)
+        kind = self.recipe.kind
         if kind is None:
             raise VistoolError(f"unknown backend {self.recipe.backend!r}; use transformers, openai or vllm")
         return kind

@@ -45,6 +45,14 @@ class BackendRecipe:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def kind(self) -> str | None:
+        """The vistool backend class the recipe builds ("transformers" or "openai"), or None
+        for a name only an engine understands (e.g. "vllm")."""
+        from vistool.runtime import BACKENDS
+
+        return BACKENDS.get(self.backend.strip().lower())
+
+    @property
     def profile_name(self) -> str:
         """The model family's profile name (given, else read from the checkpoint without
         loading it: `vistool.profiles.resolve_profile`)."""
@@ -64,8 +72,9 @@ class BackendRecipe:
 class DeferredBackend:
     """A backend built from its recipe on first use (any attribute but the ones below).
 
-    `model_id`, `profile_name` and `recipe` are known without building; `loaded` says
-    whether the backend has been built; every other attribute (`generate`,
+    `model_id`, `profile_name` and `recipe` are known without building, and so is
+    whether it can `score` fixed answers (the local transformers backend can); `loaded`
+    says whether the backend has been built; every other attribute (`generate`,
     `batch_size_for`, ...) is the built backend's. Pickling keeps only the recipe.
     """
 
@@ -96,6 +105,10 @@ class DeferredBackend:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # pickling and copying look these up before __init__ ran
             raise AttributeError(name)
+        if name == "score" and self._backend is None:  # asked before any run: answer without loading
+            if self.recipe.kind != "transformers":
+                raise AttributeError(name)
+            return lambda requests: self.backend().score(requests)
         return getattr(self.backend(), name)
 
     def __getstate__(self) -> dict[str, Any]:
