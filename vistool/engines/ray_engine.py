@@ -24,8 +24,9 @@ row). Three stages, all made of `vistool.batch.BatchRunner`'s own steps:
 A worker that dies (kill -9, a lost node) is restarted by Ray and its unfinished block
 run again (Ray Data's defaults: model actors are restarted and their tasks retried
 without limit, reading tasks too): answers of finished blocks are already in the
-cache, and the cache never stores a key twice. Rows the model stage did not see (the vLLM path filters them) are
-settled on the driver by the local runner, from the cache.
+cache, and the cache never stores a key twice. Rows the model stage did not see (the
+vLLM path filters them) are settled on the driver by the local runner, from the cache.
+Zoomed items (tiles, refine: passes planned one after another) are refused.
 """
 
 from __future__ import annotations
