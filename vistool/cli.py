@@ -33,6 +33,14 @@ app = typer.Typer(
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Hugging Face id or local model folder.")]
+ProfileOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--profile",
+        help="Model family: gemma4, gemini, qwen3vl, qwen25vl, paligemma2, florence2 "
+        "(default: read from the checkpoint's config.json, else guessed from the name).",
+    ),
+]
 BudgetOption = Annotated[
     Optional[int], typer.Option("--budget", "-b", help="Image-token budget (Gemma 4: 70, 140, 280, 560, 1120).")
 ]
@@ -57,12 +65,15 @@ def fail(message: str) -> None:
 def make_tiny_model_command(
     directory: Annotated[Path, typer.Argument(help="Folder to write the tiny model to.")],
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 0,
+    family: Annotated[
+        str, typer.Option("--family", help="gemma4, qwen25vl, qwen3vl, paligemma2 or florence2.")
+    ] = "gemma4",
 ) -> None:
-    """Build a tiny random-weight Gemma 4 (offline, < 1 MB) to try the pipeline without a download."""
+    """Build a tiny random-weight checkpoint of a model family (offline, a few MB) to try the pipeline without a download."""
     from vistool.runtime.tiny import make_tiny_model
 
     try:
-        path = make_tiny_model(directory, seed=seed)
+        path = make_tiny_model(directory, seed=seed, family=family)
     except OSError as exc:
         fail(f"cannot write the tiny model to {directory}: {exc.strerror or exc}")
     typer.echo(str(path))
@@ -79,17 +90,22 @@ def generate_command(
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
+    profile: ProfileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
     progress: ProgressOption = None,
 ) -> None:
     """Run one prompt over one image with a local model and print the answer."""
     from vistool.commandline.progress import token_progress
     from vistool.io.images import load_image
+    from vistool.profiles import resolve_profile
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
 
     loaded = load_image(image)
-    backend = TransformersBackend(model, device=device, dtype=dtype)
+    family = resolve_profile(model, profile)
+    if budget is not None:
+        family.check_budget(budget)  # before the model loads
+    backend = TransformersBackend(model, device=device, dtype=dtype, profile=family)
     request = GenerationRequest(
         prompt=prompt,
         images=[loaded.image],
@@ -109,7 +125,7 @@ def generate_command(
 
 
 BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
-BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai.")]
+BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai (several: comma-separated).")]
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
@@ -118,6 +134,7 @@ SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the an
 # Options every image-task command shares, added to each command's own parameters.
 _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "model": (ModelOption, DEFAULT_MODEL),
+    "profile": (ProfileOption, None),
     "budget": (BudgetOption, None),
     "max_new_tokens": (MaxTokensOption, None),
     "thinking": (ThinkingOption, False),
@@ -152,13 +169,18 @@ ZoomOption = Annotated[
 ]
 
 
-def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+# A command's task: its own options -> (TASKS name, task options), known before any model loads.
+TaskOf = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
 
     The command gets `func`'s own arguments and options plus the shared ones (model,
-    budget, max new tokens, thinking, backend, base URL, device, --save). It loads the
-    image first (a bad image fails before any model is loaded), checks a `zoom` option
-    against the task `task(own options)` runs, runs the task, prints the result as JSON
+    profile, budget, max new tokens, thinking, backend, base URL, device, --save).
+    `task` names the task the options select. It loads the image first, then refuses a
+    task the model family cannot run and checks the budget and a `zoom` option against
+    that task (all before any model is loaded), runs the task, prints the result as JSON
     and, with --save, writes the annotated image (with the zoom's tiles or crops framed).
     """
 
@@ -176,7 +198,7 @@ def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -
 
         def command(**values: Any) -> None:
             shared = {option: values.pop(option) for option in _COMMON_OPTIONS}
-            _run_image_task(func, values, task=task, **shared)
+            _run_image_task(func, task, values, **shared)
 
         command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
         command.__doc__ = func.__doc__
@@ -186,27 +208,33 @@ def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -
     return register
 
 
-def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, task: Callable[[dict[str, Any]], str] | None,
-                    model: str, budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
+def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
+                    budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
                     base_url: str | None, device: str | None, dtype: str | None, save: Path | None,
                     progress: bool | None) -> None:
-    """Check the inputs (image, --save, budget, zoom) before the model loads; load it, run with
-    a token counter on stderr, print the result on stdout, then write the drawing."""
+    """Check the inputs before the model loads (the image, --save; the family, refusing a
+    task it cannot run; the budget and zoom), then load the model, run with a token
+    counter on stderr, print the result on stdout, then write the drawing."""
     from vistool.api import load
     from vistool.commandline.checks import check_save_path
     from vistool.commandline.progress import token_progress
     from vistool.commandline.view import result_json
     from vistool.io.images import load_image
-    from vistool.profiles import profile_for_model
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
     from vistool.zoom import check_zoom
 
     loaded = load_image(own.pop("image"))
     check_save_path(save)
+    family = resolve_profile(model, profile, backend=backend)
+    name, options = task(own)
+    check_task(name, family, options)
     if budget is not None:
-        profile_for_model(model).check_budget(budget)
-    if own.get("zoom") is not None and task is not None:
-        check_zoom(task(own), own["zoom"])
-    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, dtype=dtype, thinking=thinking)
+        family.check_budget(budget)
+    if own.get("zoom") is not None:
+        check_zoom(name, own["zoom"])
+    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, dtype=dtype, thinking=thinking,
+              profile=family)
     with token_progress(vt.backend, progress):
         result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
@@ -232,7 +260,7 @@ def _check_classes(classes: str | None) -> str | None:
     return classes
 
 
-@image_task("detect", task=lambda own: "detect")
+@image_task("detect", lambda own: ("detect", {"classes": own["classes"]}))
 def detect_command(
     vt, image: ImageArgument, settings: dict,
     classes: Annotated[
@@ -245,7 +273,7 @@ def detect_command(
     return vt.detect(image, classes, zoom=zoom, **settings)
 
 
-@image_task("ground", task=lambda own: "ground")
+@image_task("ground", lambda own: ("ground", {"expression": own["expression"]}))
 def ground_command(
     vt, image: ImageArgument, settings: dict,
     expression: Annotated[str, typer.Argument(help='What to find, e.g. "the red car on the left".')] = ...,
@@ -255,7 +283,7 @@ def ground_command(
     return vt.ground(image, expression, zoom=zoom, **settings)
 
 
-@image_task("point", task=lambda own: "point")
+@image_task("point", lambda own: ("point", {"description": own["description"]}))
 def point_command(
     vt, image: ImageArgument, settings: dict,
     description: Annotated[str, typer.Argument(help="What to point at (and count).")] = ...,
@@ -265,7 +293,10 @@ def point_command(
     return vt.point(image, description, zoom=zoom, **settings)
 
 
-@image_task("ocr", task=lambda own: "ocr_regions" if own["regions"] else "ocr")
+@image_task(
+    "ocr",
+    lambda own: ("ocr_regions", {"granularity": "word" if own["words"] else "line"}) if own["regions"] else ("ocr", {}),
+)
 def ocr_command(
     vt, image: ImageArgument, settings: dict,
     regions: Annotated[bool, typer.Option("--regions", help="Text regions with boxes instead of plain text.")] = False,
@@ -285,7 +316,7 @@ def _check_length(length: str) -> str:
     return length
 
 
-@image_task("caption")
+@image_task("caption", lambda own: ("caption", {"length": own["length"]}))
 def caption_command(
     vt, image: ImageArgument, settings: dict,
     length: Annotated[str, typer.Option("--length", help="short, normal or detailed.", callback=_check_length)] = "normal",
@@ -294,7 +325,7 @@ def caption_command(
     return vt.caption(image, length, **settings)
 
 
-@image_task("ask")
+@image_task("ask", lambda own: ("vqa", {"question": own["question"]}))
 def ask_command(
     vt, image: ImageArgument, settings: dict,
     question: Annotated[str, typer.Argument(help="The question.")] = ...,
@@ -303,8 +334,16 @@ def ask_command(
     return vt.ask(image, question, **settings)
 
 
-# With --marks, a zoom applies to listing the elements (the mark is picked on the whole screenshot).
-@image_task("gui", task=lambda own: "gui_elements" if own["instruction"] is None or own["marks"] else "gui_ground")
+def _gui_task(own: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The task `vistool gui` runs first: grounding, or listing the elements (also the first
+    step of --marks, which then picks a mark: the same families run both; a zoom applies to
+    that listing, the mark is picked on the whole screenshot)."""
+    if own["instruction"] is not None and not own["marks"]:
+        return "gui_ground", {"instruction": own["instruction"]}
+    return "gui_elements", {}
+
+
+@image_task("gui", _gui_task)
 def gui_command(
     vt, image: ImageArgument, settings: dict,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,
@@ -319,7 +358,7 @@ def gui_command(
     return vt.gui_elements(image, zoom=zoom, **settings)
 
 
-@image_task("classify")
+@image_task("classify", lambda own: ("classify", {"labels": own["labels"]}))
 def classify_command(
     vt, image: ImageArgument, settings: dict,
     labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated labels to choose from.", callback=_check_classes)] = ...,
@@ -337,6 +376,7 @@ def video_command(
     fps: Annotated[Optional[float], typer.Option("--fps", min=0.001, help="Sample at this rate instead (capped by --frames).")] = None,
     audio: Annotated[bool, typer.Option("--audio", help="Let the model hear the clip's sound track too (Gemma 4 E2B/E4B; up to 30 s).")] = False,
     model: ModelOption = DEFAULT_MODEL,
+    profile: ProfileOption = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
@@ -349,11 +389,15 @@ def video_command(
     from vistool.commandline.progress import token_progress
     from vistool.commandline.view import result_json
     from vistool.io.video import sample_video
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
 
+    family = resolve_profile(model, profile, backend=backend)
+    check_task("video_locate" if locate else "video", family)  # before the file is read or a model loads
     sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
     from vistool.api import load
 
-    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, thinking=thinking)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, thinking=thinking, profile=family)
     with token_progress(vt.backend, progress):
         result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
@@ -373,6 +417,7 @@ def annotate_command(
     words: Annotated[bool, typer.Option("--words", help="ocr --regions: words instead of lines.")] = False,
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl, labelstudio, fiftyone (repeat or comma-separate; box tasks and classify default to coco; results.jsonl is always written).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Hugging Face id or local model folder (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds).")] = None,
+    profile: ProfileOption = None,
     budget: BudgetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
@@ -387,6 +432,10 @@ def annotate_command(
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (default 100 million).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Image-reading threads running ahead of the model.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray (Ray Data: pip install 'vistool[ray]'; see docs/ray.md).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: an existing cluster (auto, ray://head:10001). Default: a local Ray instance for the run.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", min=1, help="--engine ray: model actors (default: one per GPU, one without GPUs, one per --base-url server).")] = None,
+    ray_gpus_per_actor: Annotated[Optional[float], typer.Option("--ray-gpus-per-actor", min=0, help="--engine ray: GPUs per model actor (default 1 when there are GPUs; 0.5: two actors per GPU).")] = None,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
     zoom: ZoomOption = None,
@@ -409,6 +458,7 @@ def annotate_command(
 @app.command("demo")
 def demo_command(
     model: ModelOption = DEFAULT_MODEL,
+    profile: ProfileOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
@@ -416,13 +466,13 @@ def demo_command(
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
-    tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline; of the --profile family if given.")] = False,
 ) -> None:
     """Serve the Gradio demo app (the same as `python demos/app.py`)."""
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, dtype=dtype,
-          tiny=tiny)
+          tiny=tiny, profile=profile)
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -56,18 +56,20 @@ from vistool.batch.export import (
     write_voc,
     write_yolo,
 )
-from vistool.batch.backends import CacheOnlyBackend, LazyBackend, make_vistool
+from vistool.batch.backends import CacheOnlyBackend, make_vistool, resolve_family
 from vistool.batch.export_labels import write_coco_image_labels
 from vistool.batch.guard import lost_results
 from vistool.batch.outpaths import unique_safe_names
 from vistool.batch.rescore import cache_contents, cached_model
-from vistool.batch.runner import BatchRunner, WorkItem
+from vistool.batch.runner import WorkItem
 from vistool.batch.sources import collect_images
 from vistool.batch.summary import AnnotateSummary
+from vistool.engines import RayOptions, check_engine, make_runner
 from vistool.errors import VistoolError
 from vistool.integrations.fiftyone import add_results
 from vistool.integrations.labelstudio import write_labelstudio
 from vistool.interrupts import interrupt_exit_code, interrupt_word, sigterm_as_interrupt
+from vistool.runtime.deferred import DeferredBackend
 from vistool.tasks import TASKS
 from vistool.zoom import check_zoom
 
@@ -90,6 +92,9 @@ class AnnotateConfig:
     yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco);
     zoom: "off", "tiles" or "refine" with options (`vistool.zoom.ZoomSettings.parse`):
     each tile or crop is cached on its own, so a resumed run re-asks nothing.
+    profile: the model family (None: read from the checkpoint, see `resolve_profile`).
+    engine: "local" (one process) or "ray" (vistool.engines; ray_address, ray_actors,
+    ray_gpus_per_actor, or a whole `RayOptions` as `ray`, say how it runs).
     """
 
     src: str
@@ -101,6 +106,7 @@ class AnnotateConfig:
     regions: bool = False
     words: bool = False
     model: str | None = None  # None: DEFAULT_MODEL, or with rescore the one model the cache holds answers of
+    profile: str | None = None
     backend: str = "transformers"
     base_url: str | None = None
     device: str | None = None
@@ -119,6 +125,11 @@ class AnnotateConfig:
     replay_answers: Path | None = None
     dataset: str | None = None
     zoom: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+    ray_gpus_per_actor: float | None = None
+    ray: Any = None
 
 
 # ------------------------------------------------------------------ options
@@ -239,6 +250,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     result in OUT without one, the exports in OUT are kept (see `guard`).
     """
     start = time.perf_counter()
+    engine = check_engine(config.engine, config.backend)
     task, options = resolve_task(config)
     zoom = check_zoom(task, config.zoom)  # an unsupported zoom is a usage error, before any image is read
     formats = resolve_formats(config.formats, task)
@@ -267,16 +279,18 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
         notes = _cache_notes(cache)
         try:
             if vt is None:
-                config = _with_model(config, cache, notes)
-                from vistool.profiles import profile_for_model
+                from vistool.tasks import check_task
 
-                TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
-                vt = make_vistool(config)
+                config = _with_model(config, cache, notes)
+                family = resolve_family(config)
+                check_task(task, family, options)  # an unsupported task or bad options fail before the model loads
+                vt = make_vistool(config, family)
             if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
                 raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
                                    f"{config.backend} backend cannot do; use the local transformers backend")
-            runner = BatchRunner(vt, cache, batch_size=config.batch_size, workers=config.workers,
-                                 cache_only=config.rescore, progress=config.progress, description=f"annotate {task}")
+            runner = make_runner(engine, vt, cache, batch_size=config.batch_size, workers=config.workers,
+                                 cache_only=config.rescore, progress=config.progress, description=f"annotate {task}",
+                                 ray=ray_options(config))
             settings = {"zoom": zoom} if zoom.on else {}
             report = runner.run([WorkItem(path, task, options, settings) for path in source.paths])
             if config.rescore and report.answered("cache") == 0 and any(o.stage == "cache" for o in report.failures):
@@ -290,8 +304,9 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
         entries = make_entries(report.outcomes, source.relative)
         summary = AnnotateSummary(out, task, report, cache_notes=notes)
         backend = vt.backend
-        summary.model_loaded = backend.loaded if isinstance(backend, LazyBackend) else None
-        if isinstance(backend, CacheOnlyBackend):
+        if isinstance(backend, DeferredBackend):  # the ray engine loads it in the actors that answered, not here
+            summary.model_loaded = backend.loaded if engine == "local" else report.generated > 0
+        elif isinstance(backend, CacheOnlyBackend):
             summary.model_loaded = False
         lost = lost_results(out / RESULTS_FILE, entries)
         if lost:
@@ -316,6 +331,13 @@ def _with_model(config: AnnotateConfig, cache: AnswerCache, notes: list[str]) ->
         notes.append(f"re-scoring the cached answers of model {model} (the only model in {cache.path}; --model picks another)")
         return replace(config, model=model)
     return replace(config, model=DEFAULT_MODEL)
+
+
+def ray_options(config: AnnotateConfig) -> RayOptions:
+    """The Ray options of a config: its `ray` when given, with the command's --ray-* values on top."""
+    base = config.ray if config.ray is not None else RayOptions()
+    given = {"address": config.ray_address, "actors": config.ray_actors, "gpus_per_actor": config.ray_gpus_per_actor}
+    return replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 def _cache_notes(cache: AnswerCache) -> list[str]:
@@ -396,6 +418,7 @@ __all__ = [
     "CLI_TASKS",
     "annotate",
     "make_vistool",
+    "ray_options",
     "resolve_formats",
     "resolve_task",
     "run_cli",

@@ -1,17 +1,20 @@
-"""The backends a batch run can use besides a loaded model: none at all (re-scoring from the
-cache) and one that loads the model only when an answer is missing from the cache.
+"""The backends `vistool annotate` runs with: none at all (re-scoring from the cache), the
+recorded answers of a file (tests), or the model as a `DeferredBackend`
+(vistool.runtime.deferred), which loads it only when an answer is missing from the cache.
 
-`make_vistool(config)` picks between them for `vistool annotate`; the evaluators use
-`CacheOnlyBackend` for --rescore too.
+`make_vistool(config, family)` picks between them; the evaluators use `CacheOnlyBackend`
+for --rescore too.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from vistool.errors import ModelLoadError, VistoolError
+from vistool.errors import VistoolError
+
+# Said on stderr when a batch run's model starts loading (`DeferredBackend.announce`).
+LOAD_REASON = "answers are missing from the cache"
 
 
 class CacheOnlyBackend:
@@ -26,72 +29,30 @@ class CacheOnlyBackend:
         raise VistoolError("--rescore never runs the model")
 
 
-class LazyBackend:
-    """Stands in for a backend and builds it on the first `generate` call.
+def resolve_family(config: Any) -> Any:
+    """Return the model family of an `AnnotateConfig`: --profile, else read from the checkpoint (not loaded)."""
+    from vistool.profiles import resolve_profile
 
-    So a run whose answers are all cached never loads the model. Takes the model id and
-    the family profile name (the cache keys and prompts need them, and they are what the
-    real backend will report), `build()` (returns the real backend) and, for a local
-    backend, `batch_size_for(budget)` (what the real backend will answer, known without
-    loading it), and whether the real backend can `score` fixed answers (classification;
-    the local backend can). A failure to build raises ModelLoadError (a setup error: the
-    batch runner stops the run instead of failing every item).
-    """
-
-    def __init__(self, model_id: str, profile_name: str, build: Callable[[], Any],
-                 batch_size_for: Callable[[int | None], int] | None = None, can_score: bool = False) -> None:
-        self.model_id = model_id
-        self.profile_name = profile_name
-        self._build = build
-        self._backend: Any = None
-        if batch_size_for is not None:
-            self.batch_size_for = batch_size_for
-        if can_score:
-            self.score = lambda requests: self._real().score(requests)
-
-    @property
-    def loaded(self) -> bool:
-        """True once the real backend has been built."""
-        return self._backend is not None
-
-    def generate(self, requests: Sequence[Any]) -> list[Any]:
-        """Build the real backend if needed, then let it generate."""
-        return self._real().generate(requests)
-
-    def _real(self) -> Any:
-        """Return the real backend, building it on first use (saying so on stderr)."""
-        if self._backend is None:
-            print(f"loading model {self.model_id} (answers are missing from the cache)", file=sys.stderr, flush=True)
-            try:
-                backend = self._build()
-            except ModelLoadError:
-                raise
-            except VistoolError as exc:
-                raise ModelLoadError(str(exc)) from exc
-            if backend.model_id != self.model_id or backend.profile_name != self.profile_name:
-                raise ModelLoadError(
-                    f"the loaded backend is {backend.model_id!r} ({backend.profile_name}), expected "
-                    f"{self.model_id!r} ({self.profile_name}): the cache keys would not match"
-                )
-            self._backend = backend
-        return self._backend
+    return resolve_profile(config.model, config.profile, backend=config.backend)
 
 
-def make_vistool(config: Any) -> Any:
-    """Build the `Vistool` an `AnnotateConfig` asks for.
+def make_vistool(config: Any, family: Any = None) -> Any:
+    """Build the `Vistool` an `AnnotateConfig` asks for (its model already settled).
 
     --rescore: a stand-in that never runs a model (answers come from the cache only);
-    --backend replay: answers from --replay-answers (tests); otherwise a `LazyBackend`
-    that loads the model (transformers or an OpenAI-compatible server) on the first
-    uncached answer. The budget and, for a local model, the device and dtype are checked
-    here, before anything is loaded. Returns the `Vistool`.
+    --backend replay: answers from --replay-answers (tests); otherwise the model as a
+    `DeferredBackend` (`vistool.load(..., lazy=True)`): with the local engine it loads
+    on the first uncached answer, saying so on stderr; with the ray engine each actor
+    loads its own and this process none. `family` is the model family when already
+    resolved (else resolved here). The budget, the backend name and, for a local model
+    run here, the device and dtype are checked now, before anything is loaded. Returns
+    the `Vistool`.
     """
     from vistool.api import Vistool, load
-    from vistool.profiles import profile_for_model
-    from vistool.runtime import BACKENDS
+    from vistool.engines import check_engine
 
     model = config.model
-    profile = profile_for_model(model)
+    profile = family if family is not None else resolve_family(config)
     if config.budget is not None:
         profile.check_budget(config.budget)
     if config.rescore:
@@ -103,24 +64,18 @@ def make_vistool(config: Any) -> Any:
             raise VistoolError("--backend replay needs --replay-answers FILE")
         backend = replay_backend_from_file(config.replay_answers, model, profile.name)
     else:
-        kind = BACKENDS.get(str(config.backend).strip().lower())
-        if kind is None:
-            load(model, backend=config.backend)  # raises the one-line "unknown backend" error
-        batch_size_for = None
-        if kind == "transformers":
-            from vistool.runtime import speed
-            from vistool.runtime.devices import pick_device, pick_dtype
+        local = check_engine(config.engine, config.backend) == "local"
+        if local:
+            from vistool.runtime import backend_kind
 
-            device = pick_device(config.device)  # a device this machine lacks fails now, not after the images are read
-            pick_dtype(config.dtype, device)
+            if backend_kind(config.backend) == "transformers":  # an unknown name fails here, not at the first answer
+                from vistool.runtime.devices import pick_device, pick_dtype
 
-            def batch_size_for(budget: int | None) -> int:
-                return config.batch_size or speed.default_batch_size(budget, device)
-
-        def build() -> Any:
-            return load(model, backend=config.backend, base_url=config.base_url, device=config.device,
-                        dtype=config.dtype, batch_size=config.batch_size).backend
-
-        backend = LazyBackend(str(model), profile.name, build, batch_size_for, can_score=kind == "transformers")
+                pick_dtype(config.dtype, pick_device(config.device))  # a device this machine lacks fails now
+        backend = load(str(model), backend=config.backend, base_url=config.base_url, device=config.device,
+                       dtype=config.dtype, batch_size=config.batch_size, profile=profile, thinking=config.thinking,
+                       lazy=True).backend
+        if local:
+            backend.announce = LOAD_REASON
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
                    max_pixels=config.max_pixels)

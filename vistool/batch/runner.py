@@ -148,8 +148,13 @@ class RunReport:
 
 
 @dataclass
-class _Prepared:
-    """An item made ready on a worker thread: its request, key and (when needed) pixels."""
+class PreparedItem:
+    """An item made ready for the model: its task, request and cache key, and (when the
+    model must answer it) its decoded image; or where and why it failed before the model.
+
+    `BatchRunner.plan` fills in the task and request, `BatchRunner.load` the key fields,
+    key and image. Other engines (vistool.engines) build items with these two steps.
+    """
 
     index: int
     item: WorkItem
@@ -228,7 +233,7 @@ class BatchRunner:
         start = time.perf_counter()
         calls_before, generated_before = self.model_calls, self.generated
         outcomes: list[Outcome | None] = [None] * len(work)
-        batch: list[_Prepared] = []
+        batch: list[PreparedItem] = []
         bar = tqdm(
             total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
             dynamic_ncols=True, smoothing=0.1,
@@ -279,7 +284,7 @@ class BatchRunner:
         except VistoolError:
             return ZoomSettings()
 
-    def _prefetched(self, work: list[tuple[int, WorkItem]]) -> Iterator[_Prepared]:
+    def _prefetched(self, work: list[tuple[int, WorkItem]]) -> Iterator[PreparedItem]:
         """Yield each (index, item) prepared (read, hashed, decoded when needed), in order.
 
         With workers, up to a few batches are prepared ahead on the pool, so decoding
@@ -292,7 +297,7 @@ class BatchRunner:
         window = max(2 * self.batch_size, 2 * self.workers)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vistool-read") as pool:
             upcoming = iter(work)
-            pending: deque[Future[_Prepared]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
+            pending: deque[Future[PreparedItem]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
             try:
                 while pending:
                     prepared = pending.popleft().result()
@@ -314,9 +319,16 @@ class BatchRunner:
         except TypeError as exc:
             raise VistoolError(f"unknown setting in {dict(item.settings)}: {exc}") from exc
 
-    def _prepare(self, index: int, item: WorkItem) -> _Prepared:
+    def _prepare(self, index: int, item: WorkItem) -> PreparedItem:
         """Build the item's request and cache key, read the file, decode it if not cached."""
-        prepared = _Prepared(index, item)
+        return self.load(self.plan(index, item))
+
+    def plan(self, index: int, item: WorkItem) -> PreparedItem:
+        """Return the item (at position `index`) with its task spec and request; no file is read.
+
+        An unknown task or unusable options are recorded as an "options" failure.
+        """
+        prepared = PreparedItem(index, item)
         spec = TASKS.get(item.task)
         if spec is None:
             prepared.failure = ("options", f"unknown task {item.task!r}; use one of {', '.join(TASKS)}")
@@ -327,14 +339,23 @@ class BatchRunner:
             prepared.request = build_request(spec, self.vt.profile, item.options, self._settings_for(item))
         except VistoolError as exc:
             prepared.failure = ("options", str(exc))
+        return prepared
+
+    def load(self, prepared: PreparedItem) -> PreparedItem:
+        """Read a planned item's file, hash it into its cache key, and decode it unless its
+        answer is cached; return the item, filled in. A file that cannot be read or decoded
+        is recorded as a "read" failure; an item that already failed is returned as it is.
+        """
+        if prepared.failure is not None:
             return prepared
-        path = Path(item.image)
+        assert prepared.spec is not None and prepared.request is not None
+        path = Path(prepared.item.image)
         try:
             data = path.read_bytes()
         except OSError as exc:
             prepared.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
             return prepared
-        prepared.fields = key_fields(file_sha256(data), spec.name, prepared.request, self.vt.backend.model_id)
+        prepared.fields = key_fields(file_sha256(data), prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
             return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
@@ -347,34 +368,49 @@ class BatchRunner:
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared
 
-    def _resolve(self, prepared: _Prepared) -> Outcome | None:
+    def _resolve(self, prepared: PreparedItem) -> Outcome | None:
         """Settle an item without the model when possible (a failure or a cached answer).
 
         Returns its outcome, or None when it must go to the model (its image is loaded).
         """
         if prepared.failure is not None:
-            return self._failed(prepared, *prepared.failure)
+            return self.failed(prepared, *prepared.failure)
         assert prepared.key is not None
         record = self.cache.get(prepared.key) if self.cache is not None else None
         if record is not None:
             return self._from_record(prepared, record, "cached")
         if self.cache_only:
-            return self._failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
+            return self.failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
         assert prepared.image is not None  # only cached items skip decoding, and the cache only grows
         return None
 
     # -------------------------------------------------------------- running
-    def _run_batch(self, batch: list[_Prepared]) -> list[tuple[int, Outcome]]:
+    def _run_batch(self, batch: list[PreparedItem]) -> list[tuple[int, Outcome]]:
         """Ask the model for one batch (once per distinct key), cache the answers, interpret them.
 
         Returns (item position, outcome) pairs.
         """
-        groups: dict[str, list[_Prepared]] = {}
+        answers = self.ask_model(batch)
+        records = [answer for answer in answers.values() if isinstance(answer, dict)]
+        if self.cache is not None and records:
+            self.cache.append(records)
+        return [(prepared.index, self.outcome(prepared, answers[prepared.key])) for prepared in batch]  # type: ignore[index]
+
+    def ask_model(self, batch: list[PreparedItem]) -> dict[str, dict[str, Any] | str]:
+        """Ask the backend once per distinct cache key of `batch` (loaded items, image decoded).
+
+        Returns key -> the answer's cache record (see `make_record`; exactly what a later
+        run reads back from the cache), or the error text of a request that failed. A
+        backend that raises fails every request of the batch, and the run goes on,
+        except for ModelLoadError (a model built on first use that cannot load: a setup
+        error, raised). Counts the backend call in `model_calls` and the requests sent
+        in `generated`.
+        """
+        leaders: dict[str, PreparedItem] = {}
         for prepared in batch:
             assert prepared.key is not None
-            groups.setdefault(prepared.key, []).append(prepared)
-        leaders = [members[0] for members in groups.values()]
-        requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders]  # type: ignore[union-attr]
+            leaders.setdefault(prepared.key, prepared)
+        requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders.values()]  # type: ignore[union-attr]
         self.model_calls += 1
         self.generated += len(requests)
         try:
@@ -385,25 +421,28 @@ class BatchRunner:
             raise
         except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
             responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
-        records: dict[str, dict[str, Any]] = {}
-        for leader, response in zip(leaders, responses):
+        answers: dict[str, dict[str, Any] | str] = {}
+        for (key, leader), response in zip(leaders.items(), responses):
             if response.ok:
                 assert leader.fields is not None and leader.image is not None
                 record = make_record(leader.fields, response.to_dict(), leader.image.size, str(leader.item.image))
-                records[leader.key] = json.loads(json.dumps(record))  # exactly what a later run reads back
-        if self.cache is not None and records:
-            self.cache.append(records.values())
-        outcomes: list[tuple[int, Outcome]] = []
-        for leader, response in zip(leaders, responses):
-            for prepared in groups[leader.key]:  # type: ignore[index]
-                if response.ok:
-                    outcome = self._from_record(prepared, records[prepared.key], "done")  # type: ignore[index]
-                else:
-                    outcome = self._failed(prepared, "model", f"model error: {response.error}")
-                outcomes.append((prepared.index, outcome))
-        return outcomes
+                answers[key] = json.loads(json.dumps(record))  # exactly what a later run reads back
+            else:
+                answers[key] = str(response.error)
+        return answers
 
-    def _from_record(self, prepared: _Prepared, record: dict[str, Any], status: Status) -> Outcome:
+    def outcome(self, prepared: PreparedItem, answer: dict[str, Any] | str, status: Status = "done") -> Outcome:
+        """Return the outcome of a loaded item from its answer.
+
+        Takes the item, its answer (a cache record, or the error text of a failed
+        request, as `ask_model` gives them) and the status of a usable answer ("done",
+        or "cached" for an answer read from the cache).
+        """
+        if isinstance(answer, str):
+            return self.failed(prepared, "model", f"model error: {answer}")
+        return self._from_record(prepared, answer, status)
+
+    def _from_record(self, prepared: PreparedItem, record: dict[str, Any], status: Status) -> Outcome:
         """Interpret a cached (or just cached) answer into the item's outcome."""
         assert prepared.spec is not None and prepared.request is not None
         item = prepared.item
@@ -423,8 +462,8 @@ class BatchRunner:
         return outcome
 
     @staticmethod
-    def _failed(prepared: _Prepared, stage: Stage, reason: str) -> Outcome:
-        """Return the failed outcome of an item."""
+    def failed(prepared: PreparedItem, stage: Stage, reason: str) -> Outcome:
+        """Return the failed outcome of an item (`stage` and `reason` say where and why)."""
         return Outcome(prepared.item, "failed", reason=reason, stage=stage, key=prepared.key,
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
@@ -455,4 +494,4 @@ def answer_problem(result: TaskResult) -> str | None:
     return None
 
 
-__all__ = ["BatchRunner", "Outcome", "RunReport", "WorkItem", "answer_problem"]
+__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem"]

@@ -3,8 +3,9 @@
 Each benchmark is a reader (vistool.evaluation.coco / screenspot / ocr / refexp), the work items it asks
 for (one task call per image, with that image's options), how a task result becomes a
 prediction, and the scorer; the model is a separate object (`vistool.api.Vistool`), as in
-lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` with an answer
-cache in OUT, so an interrupted evaluation resumes, and `--rescore` re-scores from the cache.
+lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` (or, with
+`--engine ray`, the Ray engine) with an answer cache in OUT, so an interrupted
+evaluation resumes, and `--rescore` re-scores from the cache.
 
     vistool eval coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
     vistool eval screenspot --annotations FILE_OR_DIR --images DIR --out OUT [--zoom refine]
@@ -36,7 +37,8 @@ from typing import Any
 
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
-from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
+from vistool.batch.runner import Outcome, RunReport, WorkItem
+from vistool.engines import RayOptions, check_engine, make_runner
 from vistool.evaluation.coco import CocoDataset, detections_to_results
 from vistool.evaluation.counts import NothingEvaluated, coco_summary_table, nothing_evaluated, run_counts
 from vistool.evaluation.inputs import check_images, read_input
@@ -44,6 +46,7 @@ from vistool.evaluation.ocr import read_ocr, score_ocr
 from vistool.evaluation.refexp import read_refexp, score_refexp
 from vistool.evaluation.report import write_report
 from vistool.evaluation.screenspot import read_screenspot, score_clicks
+from vistool.profiles.base import ModelProfile
 from vistool.zoom import ZoomLike, ZoomSettings, check_zoom
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
@@ -55,12 +58,16 @@ BENCHMARKS: dict[str, str] = {
     "score": "score an existing predictions file with a benchmark's scorer, no model ('score BENCHMARK --help')",
 }
 
+# The task each benchmark runs (refused before the model loads when the family cannot run it).
+BENCHMARK_TASKS = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}
+
 
 @dataclass
 class RunOptions:
     """How to run a benchmark: output folder, batch size, cache-only re-scoring, progress
-    bar, reading threads, and the zoom of every task call ("off", "tiles", "refine"; text
-    or `vistool.zoom.ZoomSettings`)."""
+    bar, reading threads, the zoom of every task call ("off", "tiles", "refine"; text
+    or `vistool.zoom.ZoomSettings`), and the engine ("local", or "ray" with its
+    `RayOptions`; see vistool.engines)."""
 
     out: Path
     batch_size: int | None = None
@@ -68,6 +75,8 @@ class RunOptions:
     progress: bool = True
     workers: int = 4
     zoom: ZoomLike = None
+    engine: str = "local"
+    ray: RayOptions | None = None
 
     def item_settings(self, task: str) -> dict[str, Any]:
         """The per-item settings that carry the zoom to the batch engine (checked for `task`)."""
@@ -91,9 +100,9 @@ def run_items(vt: Vistool, items: list[WorkItem], options: RunOptions, name: str
     the report. Raises NothingEvaluated (before anything is written) when no item got an answer."""
     options.out.mkdir(parents=True, exist_ok=True)
     with AnswerCache(options.out / "answers.jsonl") as cache:
-        runner = BatchRunner(
-            vt, cache, batch_size=options.batch_size, workers=options.workers,
-            cache_only=options.rescore, progress=options.progress, description=name,
+        runner = make_runner(
+            options.engine, vt, cache, batch_size=options.batch_size, workers=options.workers,
+            cache_only=options.rescore, progress=options.progress, description=name, ray=options.ray,
         )
         report = runner.run(items)
         reason = nothing_evaluated(report)
@@ -276,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", default=None, help=f"Hugging Face id, local folder, or served model name (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds)")
+    model.add_argument("--profile", help="model family (default: read from the checkpoint's config.json, else guessed from the name)")
     model.add_argument("--backend", default="transformers", help="transformers (local model) or openai (a serving engine)")
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
@@ -289,6 +299,10 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     model.add_argument("--zoom", help="off, tiles or refine, with options after a colon (tiles:tile=1024,overlap=0.25; "
                        "refine:depth=2): several model calls per sample for small targets and 4K screens")
+    model.add_argument("--engine", default="local", help="local (one process) or ray (Ray Data; see docs/ray.md)")
+    model.add_argument("--ray-address", help="--engine ray: an existing cluster (auto, ray://head:10001); default: a local Ray instance")
+    model.add_argument("--ray-actors", type=int, help="--engine ray: model actors (default: one per GPU, or per --base-url server)")
+    model.add_argument("--ray-gpus-per-actor", type=float, help="--engine ray: GPUs per model actor (0.5: two per GPU)")
     commands = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     coco = commands.add_parser("coco", parents=[model], help=BENCHMARKS["coco"], description=BENCHMARKS["coco"])
     coco.add_argument("--instances", required=True, help="COCO instances json")
@@ -337,7 +351,6 @@ benchmarks:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one benchmark (or score a file) from the command line; print the markdown report;
     return the exit code (see the module docstring)."""
-    from vistool.api import load
     from vistool.errors import VistoolError
     from vistool.interrupts import interrupt_exit_code, interrupt_word, sigterm_as_interrupt
 
@@ -348,13 +361,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error (2) or the help (0)
         return int(exc.code or 0)
-    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress, zoom=args.zoom)
+    ray_options = RayOptions(address=args.ray_address, actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor)
+    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress,
+                         zoom=args.zoom, engine=args.engine, ray=ray_options)
     with sigterm_as_interrupt():
         try:
-            task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
-            options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
-            inputs = _read_inputs(args)  # a wrong file fails here, before any model loads
-            vt = _model(args, load)
+            options.engine = check_engine(args.engine, args.backend)
+            options.item_settings(BENCHMARK_TASKS[args.benchmark])  # an unsupported or malformed zoom fails before the model loads
+            # A benchmark the family cannot run is refused first, and a wrong file before any model loads;
+            # --rescore without --model takes the model the cache holds, once the inputs are known good.
+            chosen = _family(args) if args.model is not None or not args.rescore else None
+            inputs = _read_inputs(args)
+            model, family = chosen or _family(args)
+            vt = _model(args, model, family, options.engine)
             if args.benchmark == "coco":
                 run_coco(vt, inputs, options, chunk_size=args.chunk_size, constant_score=args.constant_score)
             else:
@@ -412,28 +431,38 @@ def _score_existing(argv: list[str]) -> int:
         return 2
 
 
-def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
-    """Load the model named by the arguments (a stand-in that never generates with --rescore;
-    without --model, the one model whose answers OUT's cache holds)."""
-    from vistool.profiles import profile_for_model
+def _family(args: argparse.Namespace) -> tuple[str, ModelProfile]:
+    """Return the model the arguments name (without --model: with --rescore the one model
+    whose answers OUT's cache holds, else the default) and its family; raise
+    UnsupportedTaskError when the family cannot run the benchmark's task."""
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
 
     model = args.model
-    if args.rescore:
-        from vistool.batch.backends import CacheOnlyBackend
+    if args.rescore and model is None:
+        from vistool.batch.rescore import cached_model
 
-        if model is None:
-            from vistool.batch.rescore import cached_model
-
-            with AnswerCache(args.out / "answers.jsonl") as cache:
-                model = cached_model(cache)
-            print(f"note: re-scoring the cached answers of model {model} (the only model in the cache)", file=sys.stderr)
-        backend = CacheOnlyBackend(model, profile_for_model(model).name)
-        return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
+        with AnswerCache(args.out / "answers.jsonl") as cache:
+            model = cached_model(cache)
+        print(f"note: re-scoring the cached answers of model {model} (the only model in the cache)", file=sys.stderr)
     model = model or DEFAULT_MODEL
+    family = resolve_profile(model, args.profile, backend=args.backend)
+    check_task(BENCHMARK_TASKS[args.benchmark], family)
+    return model, family
+
+
+def _model(args: argparse.Namespace, model: str, family: ModelProfile, engine: str) -> Vistool:
+    """Return the `Vistool` of the run: a stand-in that never generates with --rescore, else
+    the model named by the arguments (with the ray engine lazily: each actor loads its own)."""
+    from vistool.api import load
+    from vistool.batch.backends import CacheOnlyBackend
+
     if args.budget is not None:
-        profile_for_model(model).check_budget(args.budget)
+        family.check_budget(args.budget)
+    if args.rescore:
+        return Vistool(CacheOnlyBackend(model, family.name), budget=args.budget, max_new_tokens=args.max_new_tokens)
     return load(model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                dtype=args.dtype, max_new_tokens=args.max_new_tokens)
+                dtype=args.dtype, max_new_tokens=args.max_new_tokens, profile=family, lazy=engine == "ray")
 
 
 if __name__ == "__main__":

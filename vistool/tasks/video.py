@@ -55,6 +55,7 @@ VIDEO_QA = TaskSpec(
     default_budget=70,
     max_new_tokens=512,
     fields=lambda options: {"question": required_text(options, "question", "question about the video")},
+    media="video",
 )
 
 VIDEO_LOCATE = TaskSpec(
@@ -68,6 +69,7 @@ VIDEO_LOCATE = TaskSpec(
     max_new_tokens=64,
     fields=lambda options: {"event": required_text(options, "event", "event description")},
     finish=_segment,
+    media="video",
 )
 
 __all__ = ["VIDEO_LOCATE", "VIDEO_QA", "to_seconds"]
