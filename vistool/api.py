@@ -29,7 +29,7 @@ from vistool.io.video import sample_video
 from vistool.profiles import get_profile
 from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
 from vistool.zoom import ZOOM_MODES, ZoomJob, ZoomLike, ZoomSettings, check_zoom, run_jobs
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
@@ -178,8 +178,13 @@ class Vistool:
             return results[0] if single else results
         requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
         responses = answer_requests(self.backend, requests) if requests else []
-        for (index, image), request, response in zip(pending, requests, responses):
-            results[index] = interpret(spec, self.profile, options, request, response, image.size, image.source)
+        images_done = [image for _, image in pending]
+        interpreted = interpret_many(
+            spec, self.profile, [options] * len(requests), requests, responses,
+            [image.size for image in images_done], [image.source for image in images_done],
+        )
+        for (index, _), result in zip(pending, interpreted):
+            results[index] = result
         return results[0] if single else results
 
     # ------------------------------------------------------------------- tasks

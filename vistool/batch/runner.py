@@ -39,7 +39,7 @@ from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import LoadedImage, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
 from vistool.zoom import ZoomSettings
 
 Status = Literal["done", "cached", "failed"]
@@ -222,8 +222,16 @@ class BatchRunner:
 
         plain = [(index, item) for index, item in enumerate(work) if not self.zoom_of(item).on]
         zoomed = [(index, item) for index, item in enumerate(work) if self.zoom_of(item).on]
+        cached: list[tuple[_Prepared, dict[str, Any]]] = []  # interpreted together, as a batch of answers
         try:
             for prepared in self._prefetched(plain):
+                record = self._cached_record(prepared)
+                if record is not None:
+                    cached.append((prepared, record))
+                    if len(cached) >= self.batch_size:
+                        settle(self._from_records(cached, "cached"))
+                        cached = []
+                    continue
                 ready = self._resolve(prepared)
                 if ready is not None:
                     settle([(prepared.index, ready)])
@@ -232,6 +240,8 @@ class BatchRunner:
                 if len(batch) >= self.batch_size:
                     settle(self._run_batch(batch))
                     batch = []
+            if cached:
+                settle(self._from_records(cached, "cached"))
             if batch:
                 settle(self._run_batch(batch))
             if zoomed:
@@ -321,6 +331,12 @@ class BatchRunner:
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared
 
+    def _cached_record(self, prepared: _Prepared) -> dict[str, Any] | None:
+        """Return the item's cached answer record, or None (not cached, no cache, or the item already failed)."""
+        if prepared.failure is not None or self.cache is None or prepared.key is None:
+            return None
+        return self.cache.get(prepared.key)
+
     def _resolve(self, prepared: _Prepared) -> Outcome | None:
         """Settle an item without the model when possible (a failure or a cached answer).
 
@@ -365,14 +381,59 @@ class BatchRunner:
         if self.cache is not None and records:
             self.cache.append(records.values())
         outcomes: list[tuple[int, Outcome]] = []
+        answered: list[tuple[_Prepared, dict[str, Any]]] = []
         for leader, response in zip(leaders, responses):
             for prepared in groups[leader.key]:  # type: ignore[index]
                 if response.ok:
-                    outcome = self._from_record(prepared, records[prepared.key], "done")  # type: ignore[index]
+                    answered.append((prepared, records[prepared.key]))  # type: ignore[index]
                 else:
-                    outcome = self._failed(prepared, "model", f"model error: {response.error}")
+                    outcomes.append((prepared.index, self._failed(prepared, "model", f"model error: {response.error}")))
+        outcomes.extend(self._from_records(answered, "done"))
+        return outcomes
+
+    def _from_records(self, pairs: list[tuple[_Prepared, dict[str, Any]]], status: Status) -> list[tuple[int, Outcome]]:
+        """Interpret a batch of cached (or just cached) answers; return (item position, outcome) pairs.
+
+        Answers of one task are interpreted together (`interpret_many`: one `parse_many`
+        per class list); should that raise, each answer is interpreted alone, so a bad
+        answer fails only its own item.
+        """
+        by_task: dict[str, list[tuple[_Prepared, dict[str, Any]]]] = {}
+        for pair in pairs:
+            assert pair[0].spec is not None
+            by_task.setdefault(pair[0].spec.name, []).append(pair)
+        outcomes: list[tuple[int, Outcome]] = []
+        for group in by_task.values():
+            try:
+                results = self._interpret_records(group)
+            except Exception:  # isolate: one at a time below
+                outcomes.extend((prepared.index, self._from_record(prepared, record, status)) for prepared, record in group)
+                continue
+            for (prepared, record), result in zip(group, results):
+                outcome = Outcome(prepared.item, status, result=result, key=prepared.key, image_sha256=record.get("image_sha256"))
+                problem = answer_problem(result)
+                if problem is not None:
+                    outcome = replace(outcome, status="failed", stage="answer", reason=problem)
                 outcomes.append((prepared.index, outcome))
         return outcomes
+
+    def _interpret_records(self, group: list[tuple[_Prepared, dict[str, Any]]]) -> list[TaskResult]:
+        """Interpret the records of one task's items with one `interpret_many` call."""
+        spec = group[0][0].spec
+        assert spec is not None
+        sizes = []
+        for _, record in group:
+            width, height = record["image_size"]
+            sizes.append((int(width), int(height)))
+        return interpret_many(
+            spec,
+            self.vt.profile,
+            [prepared.item.options for prepared, _ in group],
+            [prepared.request for prepared, _ in group],  # type: ignore[misc]
+            [GenerationResponse.from_dict(record["response"]) for _, record in group],
+            sizes,
+            [str(prepared.item.image) for prepared, _ in group],
+        )
 
     def _from_record(self, prepared: _Prepared, record: dict[str, Any], status: Status) -> Outcome:
         """Interpret a cached (or just cached) answer into the item's outcome."""

@@ -30,6 +30,7 @@ from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import speed
 from vistool.runtime.backend import validate_requests
+from vistool.runtime.detokenize import TokenPieces
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -230,6 +231,8 @@ class TransformersBackend:
         }
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
+        # Memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
+        self._pieces = TokenPieces(self._decode, self.tokenizer.convert_ids_to_tokens)
         # Prefetch threads each borrow their own copy of the processor: a fast tokenizer
         # must not be used from two threads at once (padding settings mutate it).
         self._worker_processors: queue.SimpleQueue = queue.SimpleQueue()
@@ -243,6 +246,10 @@ class TransformersBackend:
         """Return the id of a single special token, or None if the vocabulary lacks it."""
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        """Decode token ids to text, special tokens kept."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _find_stop_ids(self) -> set[int]:
         """Return the ids that end an answer (the generation config's eos ids)."""
@@ -690,11 +697,12 @@ class TransformersBackend:
         answer_ids = token_ids[:length]  # padding only ever follows the stop token
         decoded = decode_answer(
             answer_ids,
-            lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False),
+            self._decode,
             self._special_ids,
             self._channel_open,
             self._channel_close,
             with_offsets=token_logprobs is not None,
+            pieces=self._pieces,
         )
         logprobs = None
         if token_logprobs is not None:

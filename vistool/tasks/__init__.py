@@ -1,6 +1,6 @@
 """Task adapters: one module per task, each declaring its `TaskSpec`(s)."""
 
-from vistool.tasks.base import RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.tasks.base import RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
 from vistool.tasks.caption import CAPTION
 from vistool.tasks.classify import CLASSIFY
 from vistool.tasks.detect import DETECT
@@ -19,4 +19,4 @@ TASKS: dict[str, TaskSpec] = {
                  CLASSIFY, GUI_MARK, REGION)
 }
 
-__all__ = ["TASKS", "RunSettings", "TaskResult", "TaskSpec", "build_request", "interpret"]
+__all__ = ["TASKS", "RunSettings", "TaskResult", "TaskSpec", "build_request", "interpret", "interpret_many"]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vistool.errors import VistoolError
 from vistool.io.video import VideoFrames
-from vistool.postprocess import OCRResult, ParseResult, PointsResult, draw, parse
+from vistool.postprocess import OCRResult, ParseResult, PointsResult, draw, parse, parse_many
 from vistool.profiles.base import ModelProfile
 from vistool.runtime.types import Decoding, GenerationRequest, GenerationResponse
 from vistool.tasks.confidence import item_confidences
@@ -255,39 +255,91 @@ def interpret(
     sets per-item confidence from the token log-probs when present, records provenance,
     and runs the task's `finish` step. A failed response gives a result with `error`.
     """
-    result = TaskResult(
-        task=spec.name,
-        source=source,
-        image_size=image_size,
-        text=response.text,
-        provenance=provenance(request, response, spec.name),
-        error=response.error,
-    )
-    if not response.ok:
-        return result
-    if request.choices is not None:
-        if response.choice_logprobs is None or len(response.choice_logprobs) != len(request.choices):
-            result.error = "the backend returned no score for each choice"
-            return result
-        result.extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
-    if spec.kind is not None:
-        resized = response.image_sizes[0] if response.image_sizes else None
-        parsed = parse(
-            response.text,
-            image_size=image_size,
-            profile=profile,
-            kind=spec.kind,
-            classes=spec.classes(options),
-            resized_size=resized if profile.needs_resized_size else None,
+    return interpret_many(spec, profile, [options], [request], [response], [image_size], [source])[0]
+
+
+def interpret_many(
+    spec: TaskSpec,
+    profile: ModelProfile,
+    options: Sequence[Options],
+    requests: Sequence[GenerationRequest],
+    responses: Sequence[GenerationResponse],
+    image_sizes: Sequence[tuple[int, int]],
+    sources: Sequence[str],
+) -> list[TaskResult]:
+    """`interpret` for a batch of answers of one task: the same results, in order.
+
+    Takes one options mapping, request, response, displayed image size and source per
+    answer. Structured answers that share a class list are parsed together with
+    `parse_many` (which maps clean JSON answers for the whole batch at once); a single
+    answer goes through `parse`.
+    """
+    results = [
+        TaskResult(
+            task=spec.name,
+            source=source,
+            image_size=size,
+            text=response.text,
+            provenance=provenance(request, response, spec.name),
+            error=response.error,
         )
-        if response.logprobs:
-            scores = item_confidences(response.text, parsed.spans, response.logprobs)
-            if scores and all(score is not None for score in scores):
-                parsed.set_confidence(scores)
-        result.parsed = parsed
+        for request, response, size, source in zip(requests, responses, image_sizes, sources, strict=True)
+    ]
+    usable = [response.ok for response in responses]
+    for index, (request, response) in enumerate(zip(requests, responses)):
+        if usable[index] and request.choices is not None:  # a scoring request: one log-prob per choice
+            if response.choice_logprobs is None or len(response.choice_logprobs) != len(request.choices):
+                results[index].error = "the backend returned no score for each choice"
+                usable[index] = False
+            else:
+                results[index].extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
+    if spec.kind is not None:
+        groups: dict[tuple[str, ...] | None, list[int]] = {}
+        for index, response in enumerate(responses):
+            if usable[index]:
+                classes = spec.classes(options[index])
+                groups.setdefault(None if classes is None else tuple(classes), []).append(index)
+        for classes, indices in groups.items():
+            resized = [_resized_size(profile, responses[index]) for index in indices]
+            if len(indices) == 1:
+                parsed = [
+                    parse(
+                        responses[indices[0]].text,
+                        image_size=image_sizes[indices[0]],
+                        profile=profile,
+                        kind=spec.kind,
+                        classes=classes,
+                        resized_size=resized[0],
+                    )
+                ]
+            else:
+                parsed = parse_many(
+                    [responses[index].text for index in indices],
+                    [image_sizes[index] for index in indices],
+                    profile=profile,
+                    kind=spec.kind,
+                    classes=classes,
+                    resized_sizes=resized,
+                )
+            for index, answer in zip(indices, parsed):
+                response = responses[index]
+                if response.logprobs:
+                    scores = item_confidences(response.text, answer.spans, response.logprobs)
+                    if scores and all(score is not None for score in scores):
+                        answer.set_confidence(scores)
+                results[index].parsed = answer
     if spec.finish is not None:
-        spec.finish(result, options)
-    return result
+        for result, item, ok in zip(results, options, usable):
+            if ok:
+                spec.finish(result, item)
+    return results
+
+
+def _resized_size(profile: ModelProfile, response: GenerationResponse) -> tuple[int, int] | None:
+    """The processor-resized size of the answer's image, for families that answer in resized pixels."""
+    if not profile.needs_resized_size:
+        return None
+    return response.image_sizes[0] if response.image_sizes else None
 
 
 def required_text(options: Options, key: str, what: str) -> str:
