@@ -8,6 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vistool.runtime.logprobs import TokenLogprobs
 from vistool.runtime.types import TokenLogprob
 from vistool.tasks.confidence import item_confidences, value_mask
 
@@ -56,7 +57,9 @@ def test_linear_confidences_equal_the_token_scan(data):
     logprobs = [TokenLogprob(token=text, logprob=value, offset=offset) for offset, text, value in tokens]
     span = st.tuples(st.integers(0, size + 2), st.integers(0, size + 2)).map(sorted).map(tuple)
     spans = data.draw(st.lists(st.one_of(st.none(), span), max_size=8))
-    assert item_confidences(answer, spans, logprobs) == reference_confidences(answer, spans, logprobs)
+    expected = reference_confidences(answer, spans, logprobs)
+    assert item_confidences(answer, spans, logprobs) == expected
+    assert item_confidences(answer, spans, TokenLogprobs.from_items(logprobs)) == expected  # the columnar form
     assert value_mask(answer) == reference_mask(answer)
 
 

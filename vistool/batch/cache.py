@@ -2,7 +2,7 @@
 
 One line per answer: the cache key, the fields it is made of (image content hash, task,
 prompt, system prompt, model, generation settings), the displayed image size and the
-full `GenerationResponse.to_dict()`. A run looks each work item up by key before asking
+full `GenerationResponse.to_dict()` (per-token log-probs packed, see `make_record`). A run looks each work item up by key before asking
 the model, so re-running skips what is done and a changed setting re-does only the items
 whose key it changes.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vistool.errors import VistoolError
+from vistool.runtime.logprobs import read_logprobs
 from vistool.runtime.types import GenerationRequest
 
 CACHE_VERSION = 1
@@ -223,7 +224,12 @@ def make_record(fields: Mapping[str, Any], response: dict[str, Any], image_size:
     Takes the key fields (`key_fields`), the response as `GenerationResponse.to_dict()`,
     the displayed image size (W, H) and the image's path (informational: a renamed file
     with the same content still hits). Returns the dict `AnswerCache.append` stores.
+    Per-token log-probs are stored packed (`TokenLogprobs.pack`: token texts joined,
+    values and integer columns in base64, nothing rounded); records written before,
+    with one dict per token, still read (`GenerationResponse.from_dict` takes both).
     """
+    if isinstance(response.get("logprobs"), list):  # store per-token log-probs in their compact form
+        response = {**response, "logprobs": read_logprobs(response["logprobs"]).pack()}  # type: ignore[union-attr]
     return {
         "v": CACHE_VERSION,
         "key": cache_key(fields),

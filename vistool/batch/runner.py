@@ -376,7 +376,7 @@ class BatchRunner:
         for leader, response in zip(leaders, responses):
             if response.ok:
                 assert leader.fields is not None and leader.image is not None
-                record = make_record(leader.fields, response.to_dict(), leader.image.size, str(leader.item.image))
+                record = make_record(leader.fields, response.to_dict(packed_logprobs=True), leader.image.size, str(leader.item.image))
                 records[leader.key] = json.loads(json.dumps(record))  # exactly what a later run reads back
         if self.cache is not None and records:
             self.cache.append(records.values())

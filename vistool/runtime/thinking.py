@@ -76,7 +76,10 @@ def decode_answer(
     """
     runs: list[tuple[str, list[int]]] = []
     mode = "answer"
-    for token_id in token_ids:
+    plain = bool(token_ids) and special_ids.isdisjoint(token_ids) and not {channel_open_id, channel_close_id} & set(token_ids)
+    if plain:  # the common case, checked at C speed: one answer run
+        runs.append(("answer", list(token_ids)))
+    for token_id in token_ids if not plain else ():
         if token_id == channel_open_id:
             mode = "thought"
             runs.append(("special", [token_id]))
@@ -121,7 +124,7 @@ def decode_answer(
     leading = len(joined) - len(joined.lstrip())
     if leading or len(text) != len(joined):
         token_offsets = [-1 if offset < 0 else min(max(offset - leading, 0), len(text)) for offset in token_offsets]
-    raw_text = decode(list(token_ids))
+    raw_text = joined if plain else decode(list(token_ids))
     return DecodedAnswer(
         text=text,
         raw_text=raw_text,

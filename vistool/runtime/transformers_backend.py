@@ -30,9 +30,10 @@ from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import speed
 from vistool.runtime.backend import validate_requests
-from vistool.runtime.detokenize import TokenPieces
+from vistool.runtime.detokenize import TokenPieces, plain_decoder
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
-from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
+from vistool.runtime.logprobs import TokenLogprobs
+from vistool.runtime.types import GenerationRequest, GenerationResponse
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,8 @@ class TransformersBackend:
         }
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
-        # Memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
+        # ids -> text, and memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
+        self._decode = plain_decoder(self.tokenizer)
         self._pieces = TokenPieces(self._decode, self.tokenizer.convert_ids_to_tokens)
         # Prefetch threads each borrow their own copy of the processor: a fast tokenizer
         # must not be used from two threads at once (padding settings mutate it).
@@ -246,10 +248,6 @@ class TransformersBackend:
         """Return the id of a single special token, or None if the vocabulary lacks it."""
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
-
-    def _decode(self, ids: Sequence[int]) -> str:
-        """Decode token ids to text, special tokens kept."""
-        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _find_stop_ids(self) -> set[int]:
         """Return the ids that end an answer (the generation config's eos ids)."""
@@ -705,13 +703,9 @@ class TransformersBackend:
             pieces=self._pieces,
         )
         logprobs = None
-        if token_logprobs is not None:
-            logprobs = [
-                TokenLogprob(token=text, logprob=float(value), offset=offset, token_id=token_id)
-                for text, value, offset, token_id in zip(
-                    decoded.token_texts, token_logprobs, decoded.token_offsets, answer_ids
-                )
-            ]
+        if token_logprobs is not None:  # columns, not one object per token (see vistool.runtime.logprobs)
+            values = list(map(float, token_logprobs[: len(answer_ids)]))
+            logprobs = TokenLogprobs(decoded.token_texts, values, decoded.token_offsets, list(answer_ids))
         return GenerationResponse(
             text=decoded.text,
             raw_text=decoded.raw_text,

@@ -7,13 +7,15 @@ answer plus everything later layers need to interpret and audit it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from PIL import Image
 
 from vistool.io.audio import AudioClip
 from vistool.io.video import VideoFrames
+from vistool.runtime.logprobs import TokenLogprob, TokenLogprobs, read_logprobs
 
 FinishReason = Literal["stop", "length", "error"]
 
@@ -88,21 +90,6 @@ class GenerationRequest:
 
 
 @dataclass
-class TokenLogprob:
-    """One generated token of the answer: its text, log-probability and where it starts.
-
-    `offset` is the character offset of the token's first character in the answer text
-    (`GenerationResponse.text`); tokens of the removed thinking channel have offset -1.
-    `token_id` is the vocabulary id where the backend knows it.
-    """
-
-    token: str
-    logprob: float
-    offset: int
-    token_id: int | None = None
-
-
-@dataclass
 class GenerationResponse:
     """What a backend returns for one request.
 
@@ -113,6 +100,8 @@ class GenerationResponse:
     `error` is set (and `finish_reason == "error"`) when this one request failed.
     `choice_logprobs` answers a scoring request: the log-probability of each of its
     choices as the whole answer (end of answer included), in the request's order.
+    `logprobs` is a sequence of `TokenLogprob` (the local backend gives a columnar
+    `TokenLogprobs`, which holds no per-token objects).
     """
 
     text: str
@@ -122,7 +111,7 @@ class GenerationResponse:
     prompt_tokens: int = 0
     image_tokens: int = 0
     generated_tokens: int = 0
-    logprobs: list[TokenLogprob] | None = None
+    logprobs: Sequence[TokenLogprob] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
@@ -134,20 +123,26 @@ class GenerationResponse:
         """True when the backend produced an answer."""
         return self.error is None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, packed_logprobs: bool = False) -> dict[str, Any]:
         """Return a JSON-able dict of every field (`choice_logprobs` only when set, so the
-        records of generated answers are as before)."""
-        data = asdict(self)
+        records of generated answers are as before).
+
+        Log-probs are a list of per-token dicts, or with `packed_logprobs` the compact
+        form of `TokenLogprobs.pack` (what the answer cache stores; `from_dict` reads both).
+        """
+        data = asdict(replace(self, logprobs=None))
         if data["choice_logprobs"] is None:
             del data["choice_logprobs"]
+        if self.logprobs is not None:
+            columns = TokenLogprobs.from_items(self.logprobs)
+            data["logprobs"] = columns.pack() if packed_logprobs else columns.to_list()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GenerationResponse":
-        """Rebuild a response written by `to_dict` (e.g. from the answer cache)."""
+        """Rebuild a response written by `to_dict` (e.g. from the answer cache, old or new format)."""
         data = dict(data)
-        if data.get("logprobs") is not None:
-            data["logprobs"] = [TokenLogprob(**item) for item in data["logprobs"]]
+        data["logprobs"] = read_logprobs(data.get("logprobs"))
         data["image_sizes"] = [tuple(size) for size in data.get("image_sizes", [])]
         return cls(**data)
 

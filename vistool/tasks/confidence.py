@@ -14,28 +14,32 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_left
-from itertools import accumulate
+from itertools import compress
 from collections.abc import Sequence
 
-from vistool.runtime.types import TokenLogprob
+import numpy as np
+
+from vistool.runtime.logprobs import TokenLogprob, TokenLogprobs
 
 _KEY = re.compile(r'"[^"\n]*"\s*:|\'[^\'\n]*\'\s*:')
-_VALUE_RUN = re.compile(r"[0-9A-Za-z\u00C0-\uFFFF]+")
 
 
 def value_mask(text: str) -> list[bool]:
     """Return, per character of `text`, whether it belongs to a value (not a key or punctuation)."""
-    return [bool(flag) for flag in _value_flags(text)]
+    return _value_flags(text).tolist()
 
 
-def _value_flags(text: str) -> bytearray:
-    """`value_mask` as bytes (1: value character), built run by run rather than character by character."""
-    flags = bytearray(len(text))
-    for match in _VALUE_RUN.finditer(text):
-        flags[match.start() : match.end()] = b"\x01" * (match.end() - match.start())
+def _value_flags(text: str) -> np.ndarray:
+    """`value_mask` as a numpy bool array: the character class on code points, then key names cleared."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    flags = (
+        ((codes >= 0x30) & (codes <= 0x39))  # 0-9
+        | ((codes >= 0x41) & (codes <= 0x5A))  # A-Z
+        | ((codes >= 0x61) & (codes <= 0x7A))  # a-z
+        | ((codes >= 0xC0) & (codes <= 0xFFFF))  # \u00C0-\uFFFF
+    )
     for match in _KEY.finditer(text):
-        flags[match.start() : match.end()] = bytes(match.end() - match.start())
+        flags[match.start() : match.end()] = False
     return flags
 
 
@@ -48,28 +52,49 @@ def item_confidences(
 
     Takes the answer text, each item's (start, end) span in it, and the answer's token
     log-probs (with character offsets into the same text). See the module docstring for
-    the formula. Linear in the answer: tokens are sorted by offset once, each span finds
-    its tokens by bisection, and "does this token cover a value character" is one
-    difference of prefix counts.
+    the formula. Linear in the answer: tokens are sorted by offset once, spans find their
+    tokens by binary search, and "does this token cover a value character" is a
+    difference of prefix counts, for every (span, token) pair at once; each mean is
+    summed in token order, as a per-token loop would.
     """
     if not logprobs:
         return [None] * len(spans)
     flags = _value_flags(answer)
-    before = [0, *accumulate(flags)]  # before[i]: value characters in answer[:i]
     size = len(flags)
-    ordered = sorted((lp for lp in logprobs if lp.offset >= 0), key=lambda lp: lp.offset)
-    offsets = [lp.offset for lp in ordered]
-    confidences: list[float | None] = []
-    for span in spans:
-        if span is None:
-            confidences.append(None)
-            continue
-        start, end = span
-        limit = min(end, size)
-        values = []
-        for lp in ordered[bisect_left(offsets, start) : bisect_left(offsets, end)]:
-            stop = min(lp.offset + max(len(lp.token), 1), limit)
-            if stop > lp.offset and before[stop] > before[lp.offset]:
-                values.append(lp.logprob)
-        confidences.append(math.exp(sum(values) / len(values)) if values else None)
+    before = np.zeros(size + 1, dtype=np.int64)  # before[i]: value characters in answer[:i]
+    np.cumsum(flags, out=before[1:])
+    if isinstance(logprobs, TokenLogprobs):  # columns: no per-token objects
+        offsets = np.asarray(logprobs.offsets, dtype=np.int64)
+        lengths = np.fromiter(map(len, logprobs.tokens), dtype=np.int64, count=len(logprobs))
+        values = logprobs.values
+    else:
+        offsets = np.array([lp.offset for lp in logprobs], dtype=np.int64)
+        lengths = np.array([len(lp.token) for lp in logprobs], dtype=np.int64)
+        values = [lp.logprob for lp in logprobs]
+    valid = np.flatnonzero(offsets >= 0)
+    order = valid[np.argsort(offsets[valid], kind="stable")]
+    token_start = offsets[order]
+    token_end = token_start + np.maximum(lengths[order], 1)
+    ordered_values = [values[index] for index in order.tolist()]
+    present = [index for index, span in enumerate(spans) if span is not None]
+    confidences: list[float | None] = [None] * len(spans)
+    if not present:
+        return confidences
+    starts = np.array([spans[index][0] for index in present], dtype=np.int64)  # type: ignore[index]
+    ends = np.array([spans[index][1] for index in present], dtype=np.int64)  # type: ignore[index]
+    low = np.searchsorted(token_start, starts, side="left")
+    high = np.maximum(np.searchsorted(token_start, ends, side="left"), low)
+    counts = high - low
+    # Every (span, token) pair, flattened: the token's index and the span's limit.
+    pair_token = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts - low, counts)
+    pair_limit = np.repeat(np.minimum(ends, size), counts)
+    first = token_start[pair_token]
+    stop = np.minimum(token_end[pair_token], pair_limit)
+    covered = ((stop > first) & (before[stop] > before[np.minimum(first, size)])).tolist()
+    cursor = 0
+    for index, start, count in zip(present, low.tolist(), counts.tolist()):
+        chosen = list(compress(ordered_values[start : start + count], covered[cursor : cursor + count]))
+        cursor += count
+        if chosen:
+            confidences[index] = math.exp(sum(chosen) / len(chosen))
     return confidences
