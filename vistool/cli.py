@@ -390,6 +390,10 @@ def eval_command(ctx: typer.Context) -> None:
 
     `vistool eval --help` lists the arguments; they are those of `python -m vistool.evaluation.run`.
     """
+    if len(ctx.args) >= 2 and ctx.args[0] == "score":  # scoring a file needs no model: skip the heavy imports
+        from vistool.evaluation.score import score_existing
+
+        raise typer.Exit(score_existing(ctx.args[1], ctx.args[2:]))
     from vistool.evaluation.run import main as run_eval
 
     raise typer.Exit(run_eval(list(ctx.args)))

@@ -289,13 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _score_existing(benchmark: str, argv: list[str]) -> int:
-    """Score an existing predictions file with the benchmark's own scorer CLI (`eval.<name> score ...`)."""
-    import importlib
+    """Score an existing predictions file with the benchmark's own scorer CLI (see `vistool.evaluation.score`)."""
+    from vistool.evaluation.score import score_existing
 
-    if benchmark not in ("coco", "screenspot", "ocr", "refexp"):
-        print(f"error: unknown benchmark {benchmark!r}; use coco, screenspot, ocr or refexp", file=sys.stderr)
-        return 2
-    return int(importlib.import_module(f"eval.{benchmark}").main(["score", *argv]) or 0)
+    return score_existing(benchmark, argv)
 
 
 def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
