@@ -298,7 +298,8 @@ class Vistool:
             raise VistoolError("give a question, or an event with locate=, (one of the two)")
         sound = self._audio_of(path) if audio else None
         spec = TASKS["video_locate" if locate else "video"]
-        clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
+        decode_size = getattr(self.backend, "video_frame_size", None)  # frames decoded near the model's size
+        clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)), decode_size=decode_size)
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
         request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
         request = replace(request, budget=self.profile.video_budget, audio=sound)  # frames use the family's video budget

@@ -15,6 +15,8 @@ fast they come:
   backend can halve the micro-batch and retry; `is_compile_error` recognises a failed
   `torch.compile`, so the backend can carry on without it.
 - `prompt_length_estimate`: a cheap length key for length-bucketed batching.
+- `video_decode_size`: the small size to decode video frames at that the processor
+  turns into the same soft-token grid as full frames.
 - `prefetched`: run a preparation function a few items ahead in worker threads.
 """
 
@@ -152,6 +154,54 @@ def _image_tokens(size: tuple[int, int], image_processor: Any, budget: int | Non
         height=height, width=width, patch_size=patch, max_patches=budget * pool * pool, pooling_kernel_size=pool
     )
     return (new_h // (patch * pool)) * (new_w // (patch * pool))
+
+
+def video_decode_size(size: tuple[int, int], video_processor: Any, budget: int | None) -> tuple[int, int] | None:
+    """Return the (W, H) to decode a (W, H) video's frames at, or None to decode them at full size.
+
+    Takes the source frame size, the processor's video processor and the per-frame
+    budget. When the processor follows Gemma 4's rule (`patch_size`,
+    `pooling_kernel_size`), frames end up at T = rule(W, H) however large they are
+    decoded; the answer is the smallest size D, of the source's aspect ratio (T itself
+    first), with rule(D) == T: the processor then makes of a D-sized frame exactly the
+    size, hence the soft-token grid, it makes of a full one, from 1/6 of the pixels of a
+    720p frame at budget 70. None when the rule is unknown, T is not smaller than the
+    source, or no such D is found.
+    """
+    patch = getattr(video_processor, "patch_size", None)
+    pool = getattr(video_processor, "pooling_kernel_size", None)
+    budget = budget or getattr(video_processor, "max_soft_tokens", None)
+    if not (patch and pool and budget):
+        return None
+    try:
+        from transformers.models.gemma4.image_processing_gemma4 import get_aspect_ratio_preserving_size
+    except ImportError:
+        return None
+    width, height = size
+
+    def rule(w: int, h: int) -> tuple[int, int]:
+        new_h, new_w = get_aspect_ratio_preserving_size(
+            height=h, width=w, patch_size=patch, max_patches=budget * pool * pool, pooling_kernel_size=pool
+        )
+        return new_w, new_h
+
+    try:
+        target = rule(width, height)
+    except ValueError:
+        return None
+    if target[0] * target[1] >= width * height:
+        return None
+    candidates = [target]
+    scale = max(target[0] / width, target[1] / height)
+    candidates += [(round(width * scale * (1 + step / 100)), round(height * scale * (1 + step / 100))) for step in range(41)]
+    for candidate in candidates:
+        if candidate[0] < width and candidate[1] < height and min(candidate) > 0:
+            try:
+                if rule(*candidate) == target:
+                    return candidate
+            except ValueError:
+                continue
+    return None
 
 
 # ------------------------------------------------------------------ prefetch

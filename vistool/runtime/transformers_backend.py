@@ -429,6 +429,15 @@ class TransformersBackend:
             plan.extend(sorted(indices[start : start + size]) for start in range(0, len(indices), size))
         return plan
 
+    def video_frame_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """Return the (W, H) to decode a (W, H) video's frames at (see `speed.video_decode_size`), or None for full size.
+
+        Passed to `vistool.io.video.sample_video` as `decode_size`: frames come out of the
+        decoder near the size the processor resizes them to at the family's video budget.
+        """
+        video_processor = getattr(self.processor, "video_processor", None)
+        return speed.video_decode_size((width, height), video_processor, self.profile.video_budget)
+
     def batch_size_for(self, budget: int | None) -> int:
         """Return the micro-batch size this backend uses for an image-token budget.
 
