@@ -608,10 +608,13 @@ class TransformersBackend:
             generate_kwargs["logits_processor"].append(recorder)
         json_stop = None
         # The thinking channel may hold brackets of its own, so thinking rows never stop this way.
-        wants_stop = [request.stop_when_json_closes and not request.thinking for request in requests]
+        wants_stop = [bool(request.stop_when_json_closes) and not request.thinking for request in requests]
         if any(wants_stop):
             enabled = torch.tensor(wants_stop, device=self.device)
-            json_stop = speed.JsonCloseStop(self._json_stop_table(), enabled, prompt_length)
+            starts = [speed.START_ARRAYS if request.stop_when_json_closes == "array" else speed.START for request in requests]
+            json_stop = speed.JsonCloseStop(
+                self._json_stop_table(), enabled, prompt_length, torch.tensor(starts, device=self.device)
+            )
             generate_kwargs["stopping_criteria"].append(json_stop)
         if self.compile:
             generate_kwargs["cache"] = self._static_cache(len(requests), prompt_length + first.max_new_tokens)

@@ -45,10 +45,13 @@ class GenerationRequest:
 
     `budget` is the image-token budget (None: the model family's default); for Gemma 4
     it must be one of 70, 140, 280, 560, 1120. Images are placed before the text.
-    `stop_when_json_closes` (opt-in, honoured by the local transformers backend) ends
-    generation as soon as the answer's first top-level JSON array/object closes: the
-    tokens up to there are the same, the closing fence and any trailing prose are not
-    generated. Use it only for prompts whose answer is one JSON value.
+    `stop_when_json_closes` (honoured by the local transformers backend) ends
+    generation as soon as the answer's first top-level JSON array/object closes (True),
+    or its first top-level array ("array": for list answers, so that a model writing bare
+    objects instead of a list is not cut after the first one): the tokens up to there
+    are the same, the closing fence and any trailing prose are not generated. Use it
+    only for prompts whose answer is one JSON value; the task layer sets it for those
+    (`TaskSpec.json_stop`).
     `audio` is a sound track heard with the video (families and models that hear:
     Gemma 4 E2B/E4B). `choices`, when set, makes this a scoring request: the backend
     does not generate, it scores each choice as the whole answer (`Backend.score`).
@@ -63,7 +66,7 @@ class GenerationRequest:
     decoding: Decoding = field(default_factory=Decoding)
     thinking: bool = False
     return_logprobs: bool = False
-    stop_when_json_closes: bool = False
+    stop_when_json_closes: bool | Literal["array"] = False
     audio: AudioClip | None = None
     choices: tuple[str, ...] | None = None
 
@@ -81,7 +84,7 @@ class GenerationRequest:
             "return_logprobs": self.return_logprobs,
         }
         if self.stop_when_json_closes:
-            settings["stop_when_json_closes"] = True
+            settings["stop_when_json_closes"] = self.stop_when_json_closes
         if self.audio is not None:
             settings["audio_seconds"] = round(self.audio.duration, 3)
         if self.choices is not None:

@@ -46,6 +46,10 @@ class TaskSpec:
     choices: when set, the task does not generate: the backend scores each of these
       answers (e.g. the labels of a classification) and `interpret` puts their
       log-probabilities in `extras["choice_logprobs"]` for `finish` to read.
+    json_stop: how generation may stop once the answer's JSON is complete (the local
+      backend's `stop_when_json_closes`): "array" (the default for structured kinds,
+      whose prompts ask for one JSON list), True (one JSON object or list), False
+      (never; text tasks). Only for families that answer in JSON (no location tokens).
     """
 
     name: str
@@ -58,6 +62,15 @@ class TaskSpec:
     classes: Callable[[Options], list[str] | None] = lambda options: None
     finish: Callable[["TaskResult", Options], None] | None = None
     choices: Callable[[Options], list[str]] | None = None
+    json_stop: bool | str | None = None  # None: "array" when `kind` is set, else False
+
+    def stop_rule(self, profile: ModelProfile) -> bool | str:
+        """Return the request's `stop_when_json_closes` for this task on `profile`'s family."""
+        if profile.loc_format is not None:  # location-token answers hold no JSON
+            return False
+        if self.json_stop is None:
+            return "array" if self.kind is not None else False
+        return self.json_stop
 
     def prompt(self, profile: ModelProfile, options: Options) -> str:
         """Return the prompt for `options`, in the wording of `profile` where it has its own."""
@@ -204,7 +217,8 @@ def build_request(
 
     Takes the task, the model family, the task options (classes, question, ...), the
     settings and the media (one displayed image, or sampled video frames). Returns the
-    request; log-probs are asked for only when the task parses structured items.
+    request; log-probs are asked for only when the task parses structured items, and
+    generation stops once a JSON answer is complete (`TaskSpec.stop_rule`).
     """
     budget = settings.budget
     if budget is None and profile.budgets:
@@ -220,6 +234,7 @@ def build_request(
         thinking=settings.thinking,
         return_logprobs=settings.logprobs and spec.kind is not None,
         choices=tuple(spec.choices(options)) if spec.choices is not None else None,
+        stop_when_json_closes=spec.stop_rule(profile),
     )
 
 
