@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny offline Gemma 4 (built once per test session) and paths."""
+"""Shared fixtures: the tiny offline checkpoints of every family (each built once per test
+session, on first use) and their backends, and paths."""
 
 from __future__ import annotations
 
@@ -28,6 +29,36 @@ def tiny_backend(tiny_model_dir: Path):
     from vistool.runtime.transformers_backend import TransformersBackend
 
     return TransformersBackend(str(tiny_model_dir), device="cpu", dtype="float32", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A function: family name -> the folder of that family's tiny checkpoint (built once per session)."""
+    from vistool.runtime.tiny import make_tiny_model
+
+    built: dict[str, Path] = {"gemma4": tiny_model_dir}
+
+    def folder(family: str) -> Path:
+        if family not in built:
+            built[family] = make_tiny_model(tmp_path_factory.mktemp(f"tiny-{family}"), seed=0, family=family)
+        return built[family]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_family_backend(tiny_family_dir, tiny_backend):
+    """A function: family name -> a `TransformersBackend` on its tiny checkpoint (CPU, float32, batch 8; one per session)."""
+    from vistool.runtime.transformers_backend import TransformersBackend
+
+    backends = {"gemma4": tiny_backend}
+
+    def backend(family: str):
+        if family not in backends:
+            backends[family] = TransformersBackend(str(tiny_family_dir(family)), device="cpu", dtype="float32", batch_size=8)
+        return backends[family]
+
+    return backend
 
 
 def shared_data(*parts: str) -> Path:

@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vistool.runtime.logprobs import TokenLogprobs
+from vistool.runtime.logprob_columns import TokenLogprobs
 from vistool.runtime.types import TokenLogprob
 from vistool.tasks.confidence import item_confidences, value_mask
 

@@ -23,7 +23,7 @@ from vistool.runtime.thinking import decode_answer
 @functools.lru_cache(maxsize=None)
 def byte_level():
     """The tiny Gemma 4's tokenizer (byte-level BPE) as the backend uses it."""
-    from vistool.runtime.tiny import _build_processor
+    from vistool.runtime.tiny.gemma4 import _build_processor
 
     return _build_processor(512).tokenizer
 

@@ -11,7 +11,7 @@ import pytest
 
 from vistool.batch.cache import AnswerCache, make_record
 from vistool.profiles import get_profile
-from vistool.runtime.logprobs import TokenLogprob, TokenLogprobs, read_logprobs
+from vistool.runtime.logprob_columns import TokenLogprob, TokenLogprobs, read_logprobs
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, interpret, interpret_many
 

@@ -560,6 +560,7 @@ def test_serve_budget_changes_prompt_tokens_like_local(tiny_server: str, tiny_mo
     local = tiny_backend.generate(requests)
     assert all(r.ok for r in remote), [r.error for r in remote]
     assert [r.prompt_tokens for r in remote] == [r.prompt_tokens for r in local]
+    assert [r.image_sizes for r in remote] == [r.image_sizes for r in local]  # computed on the client with Gemma 4's rule
     assert remote[1].prompt_tokens - remote[0].prompt_tokens == 1100 - 66  # 1080x1920: 66 soft tokens at 70, 1100 at 1120
 
 

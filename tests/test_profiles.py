@@ -66,12 +66,27 @@ def test_gemma4_runtime_fields() -> None:
 
 
 def test_families_without_a_budget_knob_refuse_a_budget() -> None:
-    for name in EXPECTED - {"gemma4"}:
+    for name in ("gemini", "paligemma2", "florence2"):
         profile = get_profile(name)
         assert profile.check_budget(None) is None
         assert profile.processor_kwargs(None) == {}
         with pytest.raises(BudgetError):
             profile.check_budget(280)
+    with pytest.raises(BudgetError, match="'paligemma2' resizes every image to a fixed square .224 / 448 / 896 px.*leave the budget out"):
+        get_profile("paligemma2").check_budget(560)
+    with pytest.raises(BudgetError, match="'florence2' resizes every image to a fixed square .768 px"):
+        get_profile("florence2").check_budget(70)
+
+
+@pytest.mark.parametrize(("name", "factor", "min_pixels"), [("qwen25vl", 28, 4 * 28 * 28), ("qwen3vl", 32, 64 * 32 * 32)])
+def test_qwen_budget_is_in_tokens_and_becomes_a_pixel_range(name: str, factor: int, min_pixels: int) -> None:
+    profile = get_profile(name)
+    assert profile.check_budget(None) == 1280 and 280 in profile.budgets and 16384 in profile.budgets
+    local = {"size": {"shortest_edge": min_pixels, "longest_edge": 280 * factor * factor}}
+    assert profile.processor_kwargs(280) == local
+    assert profile.server_kwargs(280) == {"min_pixels": min_pixels, "max_pixels": 280 * factor * factor}
+    with pytest.raises(BudgetError, match="use one of 70, 140, 280"):
+        profile.check_budget(300)
 
 
 @pytest.mark.parametrize(

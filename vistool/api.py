@@ -23,13 +23,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vistool.errors import VistoolError
+from vistool.errors import RequestError, VistoolError
 from vistool.io.images import ImageInput, LoadedImage, load_image
 from vistool.io.video import sample_video
-from vistool.profiles import get_profile
+from vistool.profiles import ModelProfile, get_profile, resolve_profile
 from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, check_task, interpret, interpret_many
 from vistool.zoom import ZOOM_MODES, ZoomJob, ZoomLike, ZoomSettings, check_zoom, run_jobs
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
@@ -39,16 +39,17 @@ def load(
     model: str = DEFAULT_MODEL,
     *,
     backend: str = "transformers",
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     budget: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
     batch_size: int | None = None,
-    profile: str | None = None,
+    profile: str | ModelProfile | None = None,
     thinking: bool = False,
     max_new_tokens: int | None = None,
     max_pixels: int | None = None,
     zoom: ZoomLike = None,
+    lazy: bool = False,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -56,25 +57,28 @@ def load(
     Takes a Hugging Face id or local folder (or, with backend="openai", the served model
     name and the server's `base_url`), an optional default image-token budget (None: each
     task's own default), device/dtype for local runs, the micro-batch size (None: a
-    default per budget and device), the model
-    family profile name (guessed from the model id when None), whether to think first,
-    a default token limit (None: each task's own), the pixel limit for input images,
-    the default zoom (applied to the tasks that support its mode), and further backend
-    options. Raises ModelLoadError when the model cannot be loaded.
+    default per budget and device), the model family profile (a name or record; when
+    None, read from the checkpoint's config.json, the name only as a fallback: see
+    `vistool.profiles.resolve_profile`), whether to think first, a default token limit
+    (None: each task's own), the pixel limit for input images, the default zoom (applied
+    to the tasks that support its mode), `lazy` (load the weights on the first call
+    instead of now, so that a task the family cannot run is refused without loading
+    them; the backend is a picklable `DeferredBackend`, and with the Ray engine,
+    vistool.engines, each worker builds its own) and further backend options. Several
+    server addresses (a list, or comma-separated) spread requests over them. Raises
+    ModelLoadError when the model cannot be loaded, UnknownFamilyError for a checkpoint
+    of an unknown architecture.
     """
-    from vistool.runtime import make_backend
+    from vistool.runtime.deferred import BackendRecipe, DeferredBackend
+    from vistool.runtime.pool import split_base_urls
 
-    family = get_profile(profile) if profile else None
-    runner = make_backend(
-        model,
-        backend=backend,
-        base_url=base_url,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        profile=family,
-        **backend_options,
-    )
+    family = resolve_profile(model, profile, backend=backend, revision=backend_options.get("revision"))
+    if budget is not None:
+        family.check_budget(budget)  # before anything is loaded
+    _check_prompt_format(family, thinking, None)
+    recipe = BackendRecipe(model, backend, tuple(split_base_urls(base_url)), device, dtype, batch_size, family.name,
+                           dict(backend_options))
+    runner: Backend = DeferredBackend(recipe) if lazy else recipe.build()
     return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom)
 
 
@@ -131,6 +135,7 @@ class Vistool:
         settings = replace(self.settings, **{key: value for key, value in overrides.items() if value is not None})
         if settings.budget is not None:
             self.profile.check_budget(settings.budget)
+        _check_prompt_format(self.profile, settings.thinking, settings.system)
         return settings
 
     def run(
@@ -152,7 +157,7 @@ class Vistool:
         run_settings = self._settings(settings)
         single = not isinstance(images, (list, tuple))
         inputs = [images] if single else list(images)
-        spec.prompt(self.profile, options)  # validate the options before touching any image
+        check_task(spec, self.profile, options)  # refuse the task, or bad options, before touching any image
         loaded: list[LoadedImage | TaskResult] = []
         for item in inputs:
             try:
@@ -296,8 +301,9 @@ class Vistool:
         """
         if (question is None) == (locate is None):
             raise VistoolError("give a question, or an event with locate=, (one of the two)")
-        sound = self._audio_of(path) if audio else None
         spec = TASKS["video_locate" if locate else "video"]
+        check_task(spec, self.profile, {"event": locate} if locate else {"question": question})
+        sound = self._audio_of(path) if audio else None
         decode_size = getattr(self.backend, "video_frame_size", None)  # frames decoded near the model's size
         clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)), decode_size=decode_size)
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
@@ -327,6 +333,14 @@ class Vistool:
     def generate(self, requests: Sequence[GenerationRequest]):
         """Pass raw generation requests to the backend (for prompts of your own)."""
         return self.backend.generate(requests)
+
+
+def _check_prompt_format(profile: ModelProfile, thinking: bool, system: str | None) -> None:
+    """Refuse thinking or a system prompt for a family whose prompt is a plain task prefix."""
+    if profile.prompt_format.chat or not (thinking or system):
+        return
+    what = "thinking" if thinking else "a system prompt"
+    raise RequestError(f"model family {profile.name!r} takes a plain task prompt (no chat template), so it cannot take {what}")
 
 
 def _describe(item: Any) -> str:

@@ -30,6 +30,14 @@ app = typer.Typer(
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Hugging Face id or local model folder.")]
+ProfileOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--profile",
+        help="Model family: gemma4, gemini, qwen3vl, qwen25vl, paligemma2, florence2 "
+        "(default: read from the checkpoint's config.json, else guessed from the name).",
+    ),
+]
 BudgetOption = Annotated[
     Optional[int], typer.Option("--budget", "-b", help="Image-token budget (Gemma 4: 70, 140, 280, 560, 1120).")
 ]
@@ -46,11 +54,14 @@ def fail(message: str) -> None:
 def make_tiny_model_command(
     directory: Annotated[Path, typer.Argument(help="Folder to write the tiny model to.")],
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 0,
+    family: Annotated[
+        str, typer.Option("--family", help="gemma4, qwen25vl, qwen3vl, paligemma2 or florence2.")
+    ] = "gemma4",
 ) -> None:
-    """Build a tiny random-weight Gemma 4 (offline, < 1 MB) to try the pipeline without a download."""
+    """Build a tiny random-weight checkpoint of a model family (offline, a few MB) to try the pipeline without a download."""
     from vistool.runtime.tiny import make_tiny_model
 
-    path = make_tiny_model(directory, seed=seed)
+    path = make_tiny_model(directory, seed=seed, family=family)
     typer.echo(str(path))
 
 
@@ -64,15 +75,20 @@ def generate_command(
     thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")] = False,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     device: DeviceOption = None,
+    profile: ProfileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
 ) -> None:
     """Run one prompt over one image and print the answer."""
     from vistool.io.images import load_image
+    from vistool.profiles import resolve_profile
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
 
     loaded = load_image(image)
-    backend = TransformersBackend(model, device=device)
+    family = resolve_profile(model, profile)
+    if budget is not None:
+        family.check_budget(budget)  # before the model loads
+    backend = TransformersBackend(model, device=device, profile=family)
     request = GenerationRequest(
         prompt=prompt,
         images=[loaded.image],
@@ -91,7 +107,7 @@ def generate_command(
 
 
 BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
-BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai.")]
+BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai (several: comma-separated).")]
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
@@ -100,6 +116,7 @@ SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the an
 # Options every image-task command shares, added to each command's own parameters.
 _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "model": (ModelOption, DEFAULT_MODEL),
+    "profile": (ProfileOption, None),
     "budget": (BudgetOption, None),
     "max_new_tokens": (MaxTokensOption, None),
     "thinking": (ThinkingOption, False),
@@ -132,13 +149,18 @@ ZoomOption = Annotated[
 ]
 
 
-def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+# A command's task: its own options -> (TASKS name, task options), known before any model loads.
+TaskOf = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
 
     The command gets `func`'s own arguments and options plus the shared ones (model,
-    budget, max new tokens, thinking, backend, base URL, device, --save). It loads the
-    image first (a bad image fails before any model is loaded), checks a `zoom` option
-    against the task `task(own options)` runs, runs the task, prints the result as JSON
+    profile, budget, max new tokens, thinking, backend, base URL, device, --save).
+    `task` names the task the options select. It loads the image first, then refuses a
+    task the model family cannot run and checks the budget and a `zoom` option against
+    that task (all before any model is loaded), runs the task, prints the result as JSON
     and, with --save, writes the annotated image (with the zoom's tiles or crops framed).
     """
 
@@ -156,7 +178,7 @@ def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -
 
         def command(**values: Any) -> None:
             shared = {option: values.pop(option) for option in _COMMON_OPTIONS}
-            _run_image_task(func, values, task=task, **shared)
+            _run_image_task(func, task, values, **shared)
 
         command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
         command.__doc__ = func.__doc__
@@ -166,21 +188,26 @@ def image_task(name: str, task: Callable[[dict[str, Any]], str] | None = None) -
     return register
 
 
-def _run_image_task(func: Callable[..., Any], own: dict[str, Any], *, task: Callable[[dict[str, Any]], str] | None,
-                    model: str, budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
+def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
+                    budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
                     base_url: str | None, device: str | None, save: Path | None) -> None:
-    """Load the image (failing fast), check the budget and zoom, load the model, run, print, save."""
+    """Load the image (failing fast), find the family and refuse a task it cannot run,
+    check the budget and zoom, then load the model, run, print, save."""
     from vistool.api import load
     from vistool.io.images import load_image
-    from vistool.profiles import profile_for_model
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
     from vistool.zoom import check_zoom
 
     loaded = load_image(own.pop("image"))
+    family = resolve_profile(model, profile, backend=backend)
+    name, options = task(own)
+    check_task(name, family, options)
     if budget is not None:
-        profile_for_model(model).check_budget(budget)
-    if own.get("zoom") is not None and task is not None:
-        check_zoom(task(own), own["zoom"])
-    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking)
+        family.check_budget(budget)
+    if own.get("zoom") is not None:
+        check_zoom(name, own["zoom"])
+    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking, profile=family)
     result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
         fail(f"{loaded.source}: {result.error}")
@@ -201,7 +228,7 @@ def _check_classes(classes: str | None) -> str | None:
     return classes
 
 
-@image_task("detect", task=lambda own: "detect")
+@image_task("detect", lambda own: ("detect", {"classes": own["classes"]}))
 def detect_command(
     vt, image: ImageArgument, settings: dict,
     classes: Annotated[
@@ -214,7 +241,7 @@ def detect_command(
     return vt.detect(image, classes, zoom=zoom, **settings)
 
 
-@image_task("ground", task=lambda own: "ground")
+@image_task("ground", lambda own: ("ground", {"expression": own["expression"]}))
 def ground_command(
     vt, image: ImageArgument, settings: dict,
     expression: Annotated[str, typer.Argument(help='What to find, e.g. "the red car on the left".')] = ...,
@@ -224,7 +251,7 @@ def ground_command(
     return vt.ground(image, expression, zoom=zoom, **settings)
 
 
-@image_task("point", task=lambda own: "point")
+@image_task("point", lambda own: ("point", {"description": own["description"]}))
 def point_command(
     vt, image: ImageArgument, settings: dict,
     description: Annotated[str, typer.Argument(help="What to point at (and count).")] = ...,
@@ -234,7 +261,10 @@ def point_command(
     return vt.point(image, description, zoom=zoom, **settings)
 
 
-@image_task("ocr", task=lambda own: "ocr_regions" if own["regions"] else "ocr")
+@image_task(
+    "ocr",
+    lambda own: ("ocr_regions", {"granularity": "word" if own["words"] else "line"}) if own["regions"] else ("ocr", {}),
+)
 def ocr_command(
     vt, image: ImageArgument, settings: dict,
     regions: Annotated[bool, typer.Option("--regions", help="Text regions with boxes instead of plain text.")] = False,
@@ -254,7 +284,7 @@ def _check_length(length: str) -> str:
     return length
 
 
-@image_task("caption")
+@image_task("caption", lambda own: ("caption", {"length": own["length"]}))
 def caption_command(
     vt, image: ImageArgument, settings: dict,
     length: Annotated[str, typer.Option("--length", help="short, normal or detailed.", callback=_check_length)] = "normal",
@@ -263,7 +293,7 @@ def caption_command(
     return vt.caption(image, length, **settings)
 
 
-@image_task("ask")
+@image_task("ask", lambda own: ("vqa", {"question": own["question"]}))
 def ask_command(
     vt, image: ImageArgument, settings: dict,
     question: Annotated[str, typer.Argument(help="The question.")] = ...,
@@ -272,8 +302,16 @@ def ask_command(
     return vt.ask(image, question, **settings)
 
 
-# With --marks, a zoom applies to listing the elements (the mark is picked on the whole screenshot).
-@image_task("gui", task=lambda own: "gui_elements" if own["instruction"] is None or own["marks"] else "gui_ground")
+def _gui_task(own: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The task `vistool gui` runs first: grounding, or listing the elements (also the first
+    step of --marks, which then picks a mark: the same families run both; a zoom applies to
+    that listing, the mark is picked on the whole screenshot)."""
+    if own["instruction"] is not None and not own["marks"]:
+        return "gui_ground", {"instruction": own["instruction"]}
+    return "gui_elements", {}
+
+
+@image_task("gui", _gui_task)
 def gui_command(
     vt, image: ImageArgument, settings: dict,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help='e.g. "click the Submit button".')] = None,
@@ -288,7 +326,7 @@ def gui_command(
     return vt.gui_elements(image, zoom=zoom, **settings)
 
 
-@image_task("classify")
+@image_task("classify", lambda own: ("classify", {"labels": own["labels"]}))
 def classify_command(
     vt, image: ImageArgument, settings: dict,
     labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated labels to choose from.", callback=_check_classes)] = ...,
@@ -306,6 +344,7 @@ def video_command(
     fps: Annotated[Optional[float], typer.Option("--fps", help="Sample at this rate instead (capped by --frames).")] = None,
     audio: Annotated[bool, typer.Option("--audio", help="Let the model hear the clip's sound track too (Gemma 4 E2B/E4B; up to 30 s).")] = False,
     model: ModelOption = DEFAULT_MODEL,
+    profile: ProfileOption = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
@@ -314,11 +353,15 @@ def video_command(
 ) -> None:
     """Ask a question about a video, or find when an event happens."""
     from vistool.io.video import sample_video
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
 
+    family = resolve_profile(model, profile, backend=backend)
+    check_task("video_locate" if locate else "video", family)  # before the file is read or a model loads
     sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
     from vistool.api import load
 
-    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking)
+    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking, profile=family)
     result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
         fail(f"{video}: {result.error}")
@@ -337,6 +380,7 @@ def annotate_command(
     words: Annotated[bool, typer.Option("--words", help="ocr --regions: words instead of lines.")] = False,
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="coco, yolo, voc, jsonl, labelstudio, fiftyone (repeat or comma-separate; box tasks and classify default to coco; results.jsonl is always written).")] = None,
     model: ModelOption = DEFAULT_MODEL,
+    profile: ProfileOption = None,
     budget: BudgetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
@@ -350,6 +394,10 @@ def annotate_command(
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Refuse images with more pixels than this (default 100 million).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Image-reading threads running ahead of the model.")] = 4,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray (Ray Data: pip install 'vistool[ray]'; see docs/ray.md).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: an existing cluster (auto, ray://head:10001). Default: a local Ray instance for the run.")] = None,
+    ray_actors: Annotated[Optional[int], typer.Option("--ray-actors", help="--engine ray: model actors (default: one per GPU, one without GPUs, one per --base-url server).")] = None,
+    ray_gpus_per_actor: Annotated[Optional[float], typer.Option("--ray-gpus-per-actor", help="--engine ray: GPUs per model actor (default 1 when there are GPUs; 0.5: two actors per GPU).")] = None,
     replay_answers: Annotated[Optional[Path], typer.Option("--replay-answers", hidden=True, help="With --backend replay: answers file (tests).")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="--format fiftyone: the FiftyOne dataset to build or update (default vistool-<OUT folder name>).")] = None,
     zoom: ZoomOption = None,
@@ -370,18 +418,20 @@ def annotate_command(
 @app.command("demo")
 def demo_command(
     model: ModelOption = DEFAULT_MODEL,
+    profile: ProfileOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
     device: DeviceOption = None,
-    tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline; of the --profile family if given.")] = False,
 ) -> None:
     """Serve the Gradio demo app (the same as `python demos/app.py`)."""
     from vistool.app import serve
 
-    serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny)
+    serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny,
+          profile=profile)
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

@@ -28,6 +28,10 @@ class ModelLoadError(VistoolError):
     """A model or processor could not be loaded (missing folder, no network, bad files)."""
 
 
+class UnsupportedTaskError(VistoolError):
+    """A task the model family cannot answer (no prompt format, answer format or input kind for it)."""
+
+
 class RequestError(VistoolError, ValueError):
     """A generation request (or batch of them) is malformed: empty batch, bad settings."""
 

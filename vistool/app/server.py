@@ -29,6 +29,7 @@ def serve(
     device: str | None = None,
     tiny: bool = False,
     max_queue: int = 32,
+    profile: str | None = None,
 ) -> None:
     """Load the model and serve the demo until interrupted.
 
@@ -36,8 +37,9 @@ def serve(
     ("transformers" or "openai") and its server URL, the address and port to bind
     (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
     public share link (off unless asked), the device for local runs, `tiny` (build a tiny
-    random-weight model instead: its answers are noise, for trying the UI offline) and the
-    queue length. Returns when the server stops.
+    random-weight model instead, of the `profile` family when given: its answers are
+    noise, for trying the UI offline), the queue length and the model family profile
+    (None: read from the checkpoint). Returns when the server stops.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
@@ -47,19 +49,20 @@ def serve(
     if tiny:
         from vistool.runtime.tiny import make_tiny_model
 
-        model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+        model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-"), family=profile or "gemma4"))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device)
+    vt = load(model, backend=backend, base_url=base_url, device=device, profile=profile)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
     demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line (`--model`, `--backend`, `--base-url`, `--host`, `--port`,
-    `--share`, `--device`, `--tiny`, `--max-queue`) and serve the demo."""
+    """Parse the command line (`--model`, `--profile`, `--backend`, `--base-url`, `--host`,
+    `--port`, `--share`, `--device`, `--tiny`, `--max-queue`) and serve the demo."""
     parser = argparse.ArgumentParser(description="vistool demo app (Gradio)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face id or local folder (served name for openai)")
+    parser.add_argument("--profile", default=None, help="model family (default: read from the checkpoint)")
     parser.add_argument("--backend", default="transformers", choices=["transformers", "openai"])
     parser.add_argument("--base-url", default=None, help="server URL for --backend openai")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -71,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
-          device=args.device, tiny=args.tiny, max_queue=args.max_queue)
+          device=args.device, tiny=args.tiny, max_queue=args.max_queue, profile=args.profile)

@@ -27,10 +27,10 @@ from PIL import Image
 from vistool.api import Vistool
 from vistool.app.tabs import TABS, Field, Options, TabSpec
 from vistool.app.views import clock, json_view, result_rows, stats_line, summary, warnings_for
-from vistool.errors import VistoolError
+from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.images import load_image
 from vistool.io.video import VideoFrames, sample_video
-from vistool.tasks import TASKS, TaskResult
+from vistool.tasks import TASKS, TaskResult, check_task
 from vistool.zoom.draw import draw_passes
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ class DemoRunner:
         setting, and a model failure, so the user sees it and the server carries on.
         """
         options, settings = self._inputs(spec, values)
+        try:  # a task the model family cannot run is refused before the upload is read or the model called
+            check_task(spec.task(options), self.vt.profile)
+        except UnsupportedTaskError as error:
+            raise gr.Error(str(error), title="Not supported by this model") from error
         path, name = _upload_path(media)
         if path is None:
             raise gr.Error(f"Upload {'a video' if spec.media == 'video' else 'an image'} first, or pick an example.")
@@ -271,6 +275,10 @@ def _build_tab(spec: TabSpec, runner: DemoRunner, examples_dir: Path | None) -> 
     names = [field.name for field in spec.fields]
     with gr.Tab(spec.title, id=spec.name, elem_id=f"tab-{spec.name}"):
         gr.Markdown(spec.intro)
+        try:
+            check_task(spec.task({field.name: field.default for field in spec.fields}), runner.vt.profile)
+        except UnsupportedTaskError as error:
+            gr.Markdown(f"**Not available with this model:** {error}.", elem_id=f"{spec.name}-unsupported")
         with gr.Row():
             with gr.Column(scale=1):
                 if spec.media == "video":

@@ -28,7 +28,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,9 @@ from vistool.batch.export import (
 )
 from vistool.batch.export_labels import write_coco_image_labels
 from vistool.batch.outpaths import unique_safe_names
-from vistool.batch.runner import BatchRunner, RunReport, WorkItem
+from vistool.batch.runner import RunReport, WorkItem
 from vistool.batch.sources import collect_images
+from vistool.engines import RayOptions, check_engine, make_runner
 from vistool.errors import VistoolError
 from vistool.integrations.fiftyone import add_results
 from vistool.integrations.labelstudio import write_labelstudio
@@ -78,6 +79,9 @@ class AnnotateConfig:
     yolo, voc, jsonl (results.jsonl is always written; box tasks default to coco);
     zoom: "off", "tiles" or "refine" with options (`vistool.zoom.ZoomSettings.parse`):
     each tile or crop is cached on its own, so a resumed run re-asks nothing.
+    profile: the model family (None: read from the checkpoint, see `resolve_profile`).
+    engine: "local" (one process) or "ray" (vistool.engines; ray_address, ray_actors,
+    ray_gpus_per_actor, or a whole `RayOptions` as `ray`, say how it runs).
     """
 
     src: str
@@ -89,6 +93,7 @@ class AnnotateConfig:
     regions: bool = False
     words: bool = False
     model: str = DEFAULT_MODEL
+    profile: str | None = None
     backend: str = "transformers"
     base_url: str | None = None
     device: str | None = None
@@ -106,6 +111,11 @@ class AnnotateConfig:
     replay_answers: Path | None = None
     dataset: str | None = None
     zoom: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = None
+    ray_gpus_per_actor: float | None = None
+    ray: Any = None
 
 
 @dataclass
@@ -264,18 +274,20 @@ def out_folder_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
-def make_vistool(config: AnnotateConfig):
+def make_vistool(config: AnnotateConfig, profile: Any = None):
     """Build the `Vistool` a config asks for.
 
     --rescore: a stand-in that never runs a model (answers come from the cache only);
     --backend replay: answers from --replay-answers (tests); otherwise the model is
-    loaded with `vistool.api.load` (transformers or an OpenAI-compatible server).
-    The budget is checked before anything is loaded. Returns the `Vistool`.
+    loaded with `vistool.api.load` (transformers or an OpenAI-compatible server; with
+    the ray engine, lazily: each actor loads its own and this process none).
+    `profile` is the model family when already resolved (else resolved here). The
+    budget is checked before anything is loaded. Returns the `Vistool`.
     """
     from vistool.api import Vistool, load
-    from vistool.profiles import profile_for_model
 
-    profile = profile_for_model(config.model)
+    if profile is None:
+        profile = resolve_family(config)
     if config.budget is not None:
         profile.check_budget(config.budget)
     if config.rescore:
@@ -288,9 +300,17 @@ def make_vistool(config: AnnotateConfig):
         backend = replay_backend_from_file(config.replay_answers, config.model, profile.name)
     else:
         backend = load(config.model, backend=config.backend, base_url=config.base_url, device=config.device,
-                       batch_size=config.batch_size).backend
+                       batch_size=config.batch_size, profile=profile,
+                       lazy=check_engine(config.engine) == "ray").backend
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
                    max_pixels=config.max_pixels)
+
+
+def resolve_family(config: AnnotateConfig) -> Any:
+    """Return the model family of a config: --profile, else read from the checkpoint (not loaded)."""
+    from vistool.profiles import resolve_profile
+
+    return resolve_profile(config.model, config.profile, backend=config.backend)
 
 
 class CacheOnlyBackend:
@@ -314,6 +334,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     setup errors, before any image is processed.
     """
     start = time.perf_counter()
+    engine = check_engine(config.engine, config.backend)
     task, options = resolve_task(config)
     zoom = check_zoom(task, config.zoom)  # an unsupported zoom is a usage error, before any image is read
     formats = resolve_formats(config.formats, task)
@@ -339,18 +360,20 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
     with out_folder_lock(out):
         remove_stale_temporaries(out)
         if vt is None:
-            from vistool.profiles import profile_for_model
+            from vistool.tasks import check_task
 
-            TASKS[task].prompt(profile_for_model(config.model), options)  # bad options fail before the model loads
-            vt = make_vistool(config)
+            family = resolve_family(config)
+            check_task(task, family, options)  # an unsupported task or bad options fail before the model loads
+            vt = make_vistool(config, family)
         if TASKS[task].choices is not None and not config.rescore and not hasattr(vt.backend, "score"):
             raise VistoolError(f"--task {task} scores each label with the model's log-probabilities, which the "
                                f"{config.backend} backend cannot do; use the local transformers backend")
         cache = AnswerCache(out / CACHE_FILE)
         notes = _cache_notes(cache)
         try:
-            runner = BatchRunner(vt, cache, batch_size=config.batch_size, workers=config.workers,
-                                 cache_only=config.rescore, progress=config.progress, description=f"annotate {task}")
+            runner = make_runner(engine, vt, cache, batch_size=config.batch_size, workers=config.workers,
+                                 cache_only=config.rescore, progress=config.progress, description=f"annotate {task}",
+                                 ray=ray_options(config))
             settings = {"zoom": zoom} if zoom.on else {}
             report = runner.run([WorkItem(path, task, options, settings) for path in source.paths])
         finally:
@@ -361,6 +384,13 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
                       dataset=config.dataset)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def ray_options(config: AnnotateConfig) -> RayOptions:
+    """The Ray options of a config: its `ray` when given, with the command's --ray-* values on top."""
+    base = config.ray if config.ray is not None else RayOptions()
+    given = {"address": config.ray_address, "actors": config.ray_actors, "gpus_per_actor": config.ray_gpus_per_actor}
+    return replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 def _cache_notes(cache: AnswerCache) -> list[str]:
@@ -439,6 +469,7 @@ __all__ = [
     "CLI_TASKS",
     "annotate",
     "make_vistool",
+    "ray_options",
     "resolve_formats",
     "resolve_task",
     "run_cli",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vistool.errors import VistoolError
-from vistool.runtime.logprobs import read_logprobs
+from vistool.runtime.logprob_columns import read_logprobs
 from vistool.runtime.types import GenerationRequest
 
 CACHE_VERSION = 1
@@ -128,6 +128,10 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def keys(self) -> list[str]:
+        """Return the keys of every stored answer (in no particular order)."""
+        return list(self._index)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """Return the record stored under `key` (a dict, see `make_record`), or None."""

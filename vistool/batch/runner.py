@@ -24,7 +24,7 @@ import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -39,7 +39,7 @@ from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import LoadedImage, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret_many
 from vistool.zoom import ZoomSettings
 
 Status = Literal["done", "cached", "failed"]
@@ -128,8 +128,13 @@ class RunReport:
 
 
 @dataclass
-class _Prepared:
-    """An item made ready on a worker thread: its request, key and (when needed) pixels."""
+class PreparedItem:
+    """An item made ready for the model: its task, request and cache key, and (when the
+    model must answer it) its decoded image; or where and why it failed before the model.
+
+    `BatchRunner.plan` fills in the task and request, `BatchRunner.load` the key fields,
+    key and image. Other engines (vistool.engines) build items with these two steps.
+    """
 
     index: int
     item: WorkItem
@@ -206,7 +211,7 @@ class BatchRunner:
         start = time.perf_counter()
         calls_before = self.model_calls
         outcomes: list[Outcome | None] = [None] * len(work)
-        batch: list[_Prepared] = []
+        batch: list[PreparedItem] = []
         bar = tqdm(
             total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
             dynamic_ncols=True, smoothing=0.1,
@@ -222,14 +227,14 @@ class BatchRunner:
 
         plain = [(index, item) for index, item in enumerate(work) if not self.zoom_of(item).on]
         zoomed = [(index, item) for index, item in enumerate(work) if self.zoom_of(item).on]
-        cached: list[tuple[_Prepared, dict[str, Any]]] = []  # interpreted together, as a batch of answers
+        cached: list[tuple[PreparedItem, dict[str, Any]]] = []  # interpreted together, as a batch of answers
         try:
             for prepared in self._prefetched(plain):
                 record = self._cached_record(prepared)
                 if record is not None:
                     cached.append((prepared, record))
                     if len(cached) >= self.batch_size:
-                        settle(self._from_records(cached, "cached"))
+                        settle(self._indexed(cached, "cached"))
                         cached = []
                     continue
                 ready = self._resolve(prepared)
@@ -241,7 +246,7 @@ class BatchRunner:
                     settle(self._run_batch(batch))
                     batch = []
             if cached:
-                settle(self._from_records(cached, "cached"))
+                settle(self._indexed(cached, "cached"))
             if batch:
                 settle(self._run_batch(batch))
             if zoomed:
@@ -263,7 +268,7 @@ class BatchRunner:
         except VistoolError:
             return ZoomSettings()
 
-    def _prefetched(self, work: list[tuple[int, WorkItem]]) -> Iterator[_Prepared]:
+    def _prefetched(self, work: list[tuple[int, WorkItem]]) -> Iterator[PreparedItem]:
         """Yield each (index, item) prepared (read, hashed, decoded when needed), in order.
 
         With workers, up to a few batches are prepared ahead on the pool, so decoding
@@ -276,7 +281,7 @@ class BatchRunner:
         window = max(2 * self.batch_size, 2 * self.workers)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vistool-read") as pool:
             upcoming = iter(work)
-            pending: deque[Future[_Prepared]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
+            pending: deque[Future[PreparedItem]] = deque(pool.submit(self._prepare, *first) for first in islice(upcoming, window))
             try:
                 while pending:
                     prepared = pending.popleft().result()
@@ -298,9 +303,16 @@ class BatchRunner:
         except TypeError as exc:
             raise VistoolError(f"unknown setting in {dict(item.settings)}: {exc}") from exc
 
-    def _prepare(self, index: int, item: WorkItem) -> _Prepared:
+    def _prepare(self, index: int, item: WorkItem) -> PreparedItem:
         """Build the item's request and cache key, read the file, decode it if not cached."""
-        prepared = _Prepared(index, item)
+        return self.load(self.plan(index, item))
+
+    def plan(self, index: int, item: WorkItem) -> PreparedItem:
+        """Return the item (at position `index`) with its task spec and request; no file is read.
+
+        An unknown task or unusable options are recorded as an "options" failure.
+        """
+        prepared = PreparedItem(index, item)
         spec = TASKS.get(item.task)
         if spec is None:
             prepared.failure = ("options", f"unknown task {item.task!r}; use one of {', '.join(TASKS)}")
@@ -311,14 +323,23 @@ class BatchRunner:
             prepared.request = build_request(spec, self.vt.profile, item.options, self._settings_for(item))
         except VistoolError as exc:
             prepared.failure = ("options", str(exc))
+        return prepared
+
+    def load(self, prepared: PreparedItem) -> PreparedItem:
+        """Read a planned item's file, hash it into its cache key, and decode it unless its
+        answer is cached; return the item, filled in. A file that cannot be read or decoded
+        is recorded as a "read" failure; an item that already failed is returned as it is.
+        """
+        if prepared.failure is not None:
             return prepared
-        path = Path(item.image)
+        assert prepared.spec is not None and prepared.request is not None
+        path = Path(prepared.item.image)
         try:
             data = path.read_bytes()
         except OSError as exc:
             prepared.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
             return prepared
-        prepared.fields = key_fields(file_sha256(data), spec.name, prepared.request, self.vt.backend.model_id)
+        prepared.fields = key_fields(file_sha256(data), prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
             return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
@@ -331,40 +352,51 @@ class BatchRunner:
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared
 
-    def _cached_record(self, prepared: _Prepared) -> dict[str, Any] | None:
+    def _cached_record(self, prepared: PreparedItem) -> dict[str, Any] | None:
         """Return the item's cached answer record, or None (not cached, no cache, or the item already failed)."""
         if prepared.failure is not None or self.cache is None or prepared.key is None:
             return None
         return self.cache.get(prepared.key)
 
-    def _resolve(self, prepared: _Prepared) -> Outcome | None:
-        """Settle an item without the model when possible (a failure or a cached answer).
+    def _resolve(self, prepared: PreparedItem) -> Outcome | None:
+        """Settle an uncached item without the model when possible (it failed, or the run is cache-only).
 
         Returns its outcome, or None when it must go to the model (its image is loaded).
+        Cached items are settled before this, in batches (`_cached_record`, `outcomes`).
         """
         if prepared.failure is not None:
-            return self._failed(prepared, *prepared.failure)
+            return self.failed(prepared, *prepared.failure)
         assert prepared.key is not None
-        record = self.cache.get(prepared.key) if self.cache is not None else None
-        if record is not None:
-            return self._from_record(prepared, record, "cached")
         if self.cache_only:
-            return self._failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
+            return self.failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
         assert prepared.image is not None  # only cached items skip decoding, and the cache only grows
         return None
 
     # -------------------------------------------------------------- running
-    def _run_batch(self, batch: list[_Prepared]) -> list[tuple[int, Outcome]]:
+    def _run_batch(self, batch: list[PreparedItem]) -> list[tuple[int, Outcome]]:
         """Ask the model for one batch (once per distinct key), cache the answers, interpret them.
 
         Returns (item position, outcome) pairs.
         """
-        groups: dict[str, list[_Prepared]] = {}
+        answers = self.ask_model(batch)
+        records = [answer for answer in answers.values() if isinstance(answer, dict)]
+        if self.cache is not None and records:
+            self.cache.append(records)
+        return self._indexed([(prepared, answers[prepared.key]) for prepared in batch])  # type: ignore[index]
+
+    def ask_model(self, batch: list[PreparedItem]) -> dict[str, dict[str, Any] | str]:
+        """Ask the backend once per distinct cache key of `batch` (loaded items, image decoded).
+
+        Returns key -> the answer's cache record (see `make_record`; exactly what a later
+        run reads back from the cache), or the error text of a request that failed. A
+        backend that raises fails every request of the batch, and the run goes on.
+        Counts the requests sent in `model_calls`.
+        """
+        leaders: dict[str, PreparedItem] = {}
         for prepared in batch:
             assert prepared.key is not None
-            groups.setdefault(prepared.key, []).append(prepared)
-        leaders = [members[0] for members in groups.values()]
-        requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders]  # type: ignore[union-attr]
+            leaders.setdefault(prepared.key, prepared)
+        requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders.values()]  # type: ignore[union-attr]
         self.model_calls += len(requests)
         try:
             responses = answer_requests(self.vt.backend, requests)  # generated, or scored (choices)
@@ -372,55 +404,60 @@ class BatchRunner:
                 raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
         except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
             responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
-        records: dict[str, dict[str, Any]] = {}
-        for leader, response in zip(leaders, responses):
+        answers: dict[str, dict[str, Any] | str] = {}
+        for (key, leader), response in zip(leaders.items(), responses):
             if response.ok:
                 assert leader.fields is not None and leader.image is not None
                 record = make_record(leader.fields, response.to_dict(packed_logprobs=True), leader.image.size, str(leader.item.image))
-                records[leader.key] = json.loads(json.dumps(record))  # exactly what a later run reads back
-        if self.cache is not None and records:
-            self.cache.append(records.values())
-        outcomes: list[tuple[int, Outcome]] = []
-        answered: list[tuple[_Prepared, dict[str, Any]]] = []
-        for leader, response in zip(leaders, responses):
-            for prepared in groups[leader.key]:  # type: ignore[index]
-                if response.ok:
-                    answered.append((prepared, records[prepared.key]))  # type: ignore[index]
-                else:
-                    outcomes.append((prepared.index, self._failed(prepared, "model", f"model error: {response.error}")))
-        outcomes.extend(self._from_records(answered, "done"))
-        return outcomes
+                answers[key] = json.loads(json.dumps(record))  # exactly what a later run reads back
+            else:
+                answers[key] = str(response.error)
+        return answers
 
-    def _from_records(self, pairs: list[tuple[_Prepared, dict[str, Any]]], status: Status) -> list[tuple[int, Outcome]]:
-        """Interpret a batch of cached (or just cached) answers; return (item position, outcome) pairs.
+    def outcome(self, prepared: PreparedItem, answer: dict[str, Any] | str, status: Status = "done") -> Outcome:
+        """Return the outcome of a loaded item from its answer.
 
-        Answers of one task are interpreted together (`interpret_many`: one `parse_many`
-        per class list); should that raise, each answer is interpreted alone, so a bad
-        answer fails only its own item.
+        Takes the item, its answer (a cache record, or the error text of a failed
+        request, as `ask_model` gives them) and the status of a usable answer ("done",
+        or "cached" for an answer read from the cache). `outcomes` does the same for a
+        batch of answers, faster.
         """
-        by_task: dict[str, list[tuple[_Prepared, dict[str, Any]]]] = {}
-        for pair in pairs:
-            assert pair[0].spec is not None
-            by_task.setdefault(pair[0].spec.name, []).append(pair)
-        outcomes: list[tuple[int, Outcome]] = []
-        for group in by_task.values():
-            try:
-                results = self._interpret_records(group)
-            except Exception:  # isolate: one at a time below
-                outcomes.extend((prepared.index, self._from_record(prepared, record, status)) for prepared, record in group)
-                continue
-            for (prepared, record), result in zip(group, results):
-                outcome = Outcome(prepared.item, status, result=result, key=prepared.key, image_sha256=record.get("image_sha256"))
-                problem = answer_problem(result)
-                if problem is not None:
-                    outcome = replace(outcome, status="failed", stage="answer", reason=problem)
-                outcomes.append((prepared.index, outcome))
-        return outcomes
+        return self.outcomes([(prepared, answer)], status)[0]
 
-    def _interpret_records(self, group: list[tuple[_Prepared, dict[str, Any]]]) -> list[TaskResult]:
+    def outcomes(self, answered: Sequence[tuple[PreparedItem, dict[str, Any] | str]], status: Status = "done") -> list[Outcome]:
+        """Return the outcomes of loaded items from their answers, in order (see `outcome`).
+
+        Takes (item, answer) pairs and the status of the usable answers. The answers of
+        one task are interpreted together (`interpret_many`: one `parse_many` per class
+        list); should that raise, each answer is interpreted alone, so a bad answer
+        fails only its own item.
+        """
+        results: list[Outcome | None] = [None] * len(answered)
+        by_task: dict[str, list[int]] = {}
+        for position, (prepared, answer) in enumerate(answered):
+            if isinstance(answer, str):
+                results[position] = self.failed(prepared, "model", f"model error: {answer}")
+            else:
+                assert prepared.spec is not None
+                by_task.setdefault(prepared.spec.name, []).append(position)
+        for positions in by_task.values():
+            group: list[tuple[PreparedItem, dict[str, Any]]] = [answered[position] for position in positions]  # type: ignore[misc]
+            try:
+                interpreted: list[TaskResult | None] = list(self._interpret_records(group))
+            except Exception:  # isolate: each answer alone in `_settled`
+                interpreted = [None] * len(group)
+            for position, (prepared, record), result in zip(positions, group, interpreted):
+                results[position] = self._settled(prepared, record, status, result)
+        return results  # type: ignore[return-value]
+
+    def _indexed(self, answered: list[tuple[PreparedItem, dict[str, Any] | str]], status: Status = "done") -> list[tuple[int, Outcome]]:
+        """`outcomes` as (item position, outcome) pairs, for `run`'s bookkeeping."""
+        return [(prepared.index, outcome) for (prepared, _), outcome in zip(answered, self.outcomes(answered, status))]
+
+    def _interpret_records(self, group: list[tuple[PreparedItem, dict[str, Any]]]) -> list[TaskResult]:
         """Interpret the records of one task's items with one `interpret_many` call."""
         spec = group[0][0].spec
-        assert spec is not None
+        assert spec is not None and all(prepared.request is not None for prepared, _ in group)
         sizes = []
         for _, record in group:
             width, height = record["image_size"]
@@ -435,27 +472,23 @@ class BatchRunner:
             [str(prepared.item.image) for prepared, _ in group],
         )
 
-    def _from_record(self, prepared: _Prepared, record: dict[str, Any], status: Status) -> Outcome:
-        """Interpret a cached (or just cached) answer into the item's outcome."""
-        assert prepared.spec is not None and prepared.request is not None
-        item = prepared.item
-        outcome = Outcome(item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
-        try:
-            response = GenerationResponse.from_dict(record["response"])
-            width, height = record["image_size"]
-            outcome.result = interpret(
-                prepared.spec, self.vt.profile, item.options, prepared.request, response, (int(width), int(height)), str(item.image)
-            )
-        except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
-            return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
-        problem = answer_problem(outcome.result)
+    def _settled(self, prepared: PreparedItem, record: dict[str, Any], status: Status, result: TaskResult | None) -> Outcome:
+        """The outcome of a cached (or just cached) answer, interpreted as `result` (None: interpret it here, alone)."""
+        outcome = Outcome(prepared.item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
+        if result is None:
+            try:
+                result = self._interpret_records([(prepared, record)])[0]
+            except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
+                return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
+        outcome.result = result
+        problem = answer_problem(result)
         if problem is not None:
             return replace(outcome, status="failed", stage="answer", reason=problem)
         return outcome
 
     @staticmethod
-    def _failed(prepared: _Prepared, stage: Stage, reason: str) -> Outcome:
-        """Return the failed outcome of an item."""
+    def failed(prepared: PreparedItem, stage: Stage, reason: str) -> Outcome:
+        """Return the failed outcome of an item (`stage` and `reason` say where and why)."""
         return Outcome(prepared.item, "failed", reason=reason, stage=stage, key=prepared.key,
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
@@ -486,4 +519,4 @@ def answer_problem(result: TaskResult) -> str | None:
     return None
 
 
-__all__ = ["BatchRunner", "Outcome", "RunReport", "WorkItem", "answer_problem"]
+__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem"]

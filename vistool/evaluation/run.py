@@ -3,8 +3,9 @@
 Each benchmark is a reader (vistool.evaluation.coco / screenspot / ocr / refexp), the work items it asks
 for (one task call per image, with that image's options), how a task result becomes a
 prediction, and the scorer; the model is a separate object (`vistool.api.Vistool`), as in
-lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` with an answer
-cache in OUT, so an interrupted evaluation resumes, and `--rescore` re-scores from the cache.
+lmms-eval and VLMEvalKit. Answers go through `vistool.batch.BatchRunner` (or, with
+`--engine ray`, the Ray engine) with an answer cache in OUT, so an interrupted
+evaluation resumes, and `--rescore` re-scores from the cache.
 
     python -m vistool.evaluation.run coco --instances ann.json --images DIR --out OUT [--chunk-size 20] [--limit 100]
     python -m vistool.evaluation.run screenspot --annotations FILE_OR_DIR --images DIR --out OUT [--zoom refine]
@@ -36,15 +37,17 @@ from vistool.evaluation.report import write_report
 from vistool.evaluation.screenspot import read_screenspot, score_clicks
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
-from vistool.batch.runner import BatchRunner, Outcome, RunReport, WorkItem
+from vistool.batch.runner import Outcome, RunReport, WorkItem
+from vistool.engines import RayOptions, check_engine, make_runner
 from vistool.zoom import ZoomLike, ZoomSettings, check_zoom
 
 
 @dataclass
 class RunOptions:
     """How to run a benchmark: output folder, batch size, cache-only re-scoring, progress
-    bar, reading threads, and the zoom of every task call ("off", "tiles", "refine"; text
-    or `vistool.zoom.ZoomSettings`)."""
+    bar, reading threads, the zoom of every task call ("off", "tiles", "refine"; text
+    or `vistool.zoom.ZoomSettings`), and the engine ("local", or "ray" with its
+    `RayOptions`; see vistool.engines)."""
 
     out: Path
     batch_size: int | None = None
@@ -52,6 +55,8 @@ class RunOptions:
     progress: bool = True
     workers: int = 4
     zoom: ZoomLike = None
+    engine: str = "local"
+    ray: RayOptions | None = None
 
     def item_settings(self, task: str) -> dict[str, Any]:
         """The per-item settings that carry the zoom to the batch engine (checked for `task`)."""
@@ -74,9 +79,9 @@ def run_items(vt: Vistool, items: list[WorkItem], options: RunOptions, name: str
     """Run work items through the batch engine with the answer cache in `options.out`; return the report."""
     options.out.mkdir(parents=True, exist_ok=True)
     with AnswerCache(options.out / "answers.jsonl") as cache:
-        runner = BatchRunner(
-            vt, cache, batch_size=options.batch_size, workers=options.workers,
-            cache_only=options.rescore, progress=options.progress, description=name,
+        runner = make_runner(
+            options.engine, vt, cache, batch_size=options.batch_size, workers=options.workers,
+            cache_only=options.rescore, progress=options.progress, description=name, ray=options.ray,
         )
         return runner.run(items)
 
@@ -230,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vistool eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", default="google/gemma-4-E2B-it", help="Hugging Face id, local folder, or served model name")
+    model.add_argument("--profile", help="model family (default: read from the checkpoint's config.json, else guessed from the name)")
     model.add_argument("--backend", default="transformers", help="transformers or openai")
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
@@ -242,6 +248,10 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--no-progress", action="store_true")
     model.add_argument("--zoom", help="off, tiles or refine, with options after a colon (tiles:tile=1024,overlap=0.25; "
                        "refine:depth=2): several model calls per sample for small targets and 4K screens")
+    model.add_argument("--engine", default="local", help="local (one process) or ray (Ray Data; see docs/ray.md)")
+    model.add_argument("--ray-address", help="--engine ray: an existing cluster (auto, ray://head:10001); default: a local Ray instance")
+    model.add_argument("--ray-actors", type=int, help="--engine ray: model actors (default: one per GPU, or per --base-url server)")
+    model.add_argument("--ray-gpus-per-actor", type=float, help="--engine ray: GPUs per model actor (0.5: two per GPU)")
     commands = parser.add_subparsers(dest="benchmark", required=True)
     coco = commands.add_parser("coco", parents=[model], help="COCO detection (pycocotools AP)")
     coco.add_argument("--instances", required=True, help="COCO instances json")
@@ -269,8 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["score"] and len(argv) > 1:
         return _score_existing(argv[1], argv[2:])
     args = _parser().parse_args(argv)
-    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress, zoom=args.zoom)
+    ray_options = RayOptions(address=args.ray_address, actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor)
+    options = RunOptions(args.out, batch_size=args.batch_size, rescore=args.rescore, progress=not args.no_progress,
+                         zoom=args.zoom, engine=args.engine, ray=ray_options)
     try:
+        options.engine = check_engine(args.engine, args.backend)
         task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
         options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
         vt = _model(args, load)
@@ -295,16 +308,25 @@ def _score_existing(benchmark: str, argv: list[str]) -> int:
     return score_existing(benchmark, argv)
 
 
+# The task each benchmark runs (refused before the model loads when the family cannot run it).
+BENCHMARK_TASKS = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}
+
+
 def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
-    """Load the model named by the arguments (a stand-in that never generates with --rescore)."""
+    """Find the model family, refuse a benchmark whose task it cannot run, then load the
+    model named by the arguments (a stand-in that never generates with --rescore)."""
+    from vistool.profiles import resolve_profile
+    from vistool.tasks import check_task
+
+    family = resolve_profile(args.model, args.profile, backend=args.backend)
+    check_task(BENCHMARK_TASKS[args.benchmark], family)
     if args.rescore:
         from vistool.batch.annotate import CacheOnlyBackend
-        from vistool.profiles import profile_for_model
 
-        backend = CacheOnlyBackend(args.model, profile_for_model(args.model).name)
+        backend = CacheOnlyBackend(args.model, family.name)
         return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
     return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens)
+                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Model-family profiles: one record per family, one small module each.
 
-`get_profile(name)` returns a family's `ModelProfile`; `profile_for_model(model_id)`
-guesses it from a Hugging Face model id (Gemma 4 when nothing matches); `PROFILES` maps
-every name to its record.
+`get_profile(name)` returns a family's `ModelProfile`; `resolve_profile(model)` finds
+a checkpoint's family from its config.json (the name only as a fallback, see
+`vistool.profiles.detect`); `profile_for_model(model_id)` guesses it from a name alone
+(Gemma 4 when nothing matches); `PROFILES` maps every name to its record.
 """
 
 from __future__ import annotations
 
 from vistool.errors import VistoolError
-from vistool.profiles.base import KINDS, CoordSystem, Kind, LocFormat, ModelProfile
+from vistool.profiles.base import KINDS, CoordSystem, Kind, LocFormat, ModelProfile, PromptFormat
+from vistool.profiles.detect import UnknownFamilyError, family_from_config, guess_from_name, resolve_profile
 from vistool.profiles.florence2 import PROFILE as FLORENCE2
 from vistool.profiles.gemini import PROFILE as GEMINI
 from vistool.profiles.gemma4 import PROFILE as GEMMA4
@@ -45,18 +47,12 @@ def get_profile(name: str | ModelProfile) -> ModelProfile:
 
 
 def profile_for_model(model_id: str) -> ModelProfile:
-    """Guess the profile of a Hugging Face model id (e.g. "Qwen/Qwen2.5-VL-7B-Instruct" -> qwen25vl).
+    """Guess the profile of a model name (e.g. "Qwen/Qwen2.5-VL-7B-Instruct" -> qwen25vl).
 
     The longest matching `model_patterns` entry wins; Gemma 4 is the default when none
-    matches.
+    matches. Only the name is read: prefer `resolve_profile`, which reads the checkpoint.
     """
-    lowered = model_id.lower()
-    best: tuple[int, ModelProfile] | None = None
-    for profile in PROFILES.values():
-        for pattern in profile.model_patterns:
-            if pattern in lowered and (best is None or len(pattern) > best[0]):
-                best = (len(pattern), profile)
-    return best[1] if best is not None else PROFILES[DEFAULT_PROFILE]
+    return guess_from_name(model_id) or PROFILES[DEFAULT_PROFILE]
 
 
 __all__ = [
@@ -67,6 +63,11 @@ __all__ = [
     "Kind",
     "LocFormat",
     "ModelProfile",
+    "PromptFormat",
+    "UnknownFamilyError",
+    "family_from_config",
     "get_profile",
+    "guess_from_name",
     "profile_for_model",
+    "resolve_profile",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from vistool.errors import BudgetError, VistoolError
+from vistool.profiles.resize import FixedResize, ResizeRule
 
 if TYPE_CHECKING:  # the readers live in postprocess, which imports this module
     from vistool.postprocess.readers import RawItems
@@ -21,9 +22,8 @@ KINDS: tuple[str, ...] = ("boxes", "points", "ocr_regions")
 
 # A reader turns an answer text into raw items in the model's own coordinates.
 Reader = Callable[[str, "ModelProfile"], "RawItems"]
-# A resize rule: (displayed (width, height), budget) -> the (width, height) the family's
-# processor resizes the image to, i.e. the pixels the model really sees.
-ResizeRule = Callable[[tuple[int, int], "int | None"], tuple[int, int]]
+# A resize rule (vistool.profiles.resize) maps (displayed (width, height), budget) to the
+# (width, height) the family's processor resizes the image to: the pixels the model sees.
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,27 @@ class LocFormat:
 
 
 @dataclass(frozen=True)
+class PromptFormat:
+    """How a request's prompt reaches the family's processor.
+
+    chat: True when the processor's chat template renders the turns (system turn, media
+      parts, text, the thinking switch: Gemma 4, Qwen); False for a plain task prefix
+      (PaliGemma 2, Florence-2), which has no system turn and no thinking.
+    image_token: what the plain format writes once per image before the prompt
+      ("<image>" for PaliGemma, whose processor then adds `<bos>` and the closing
+      newline; "" for Florence-2, whose processor inserts its own image tokens and turns
+      a task token into its prompt).
+    """
+
+    chat: bool = True
+    image_token: str = ""
+
+    def plain(self, prompt: str, images: int) -> str:
+        """Return the processor text of a plain-format request with `images` images."""
+        return self.image_token * images + prompt
+
+
+@dataclass(frozen=True)
 class ModelProfile:
     """What one model family needs, in one place.
 
@@ -75,12 +96,21 @@ class ModelProfile:
       default_budget: budget used for images when a request gives none.
       video_budget: budget per video frame.
       budget_kwarg: the image-processor keyword that carries the budget.
-      resize: the processor's resize rule (None when unknown, e.g. a remote API).
+      resize: how the processor resizes an image, and which keywords carry a budget
+        (`vistool.profiles.resize`; a rule is also callable as (size, budget) -> size);
+        None when unknown (a hosted model).
       token_pixels: pixels of the resized image per image token (Gemma 4: 48 x 48).
+      prompt_format: chat template or plain task prefix (`PromptFormat`).
+      video: whether the family takes video input.
       extra: free-form settings for the runtime.
       answer_end: the token that ends the model's answer (its end of turn), scored after
         each choice when classifying by log-probability (None: the tokenizer's eos).
       audio_seconds: the most seconds of audio the family hears (None: it takes no audio).
+
+    Checkpoint fields (read by `vistool.profiles.detect`):
+      title: the family's name in messages ("Qwen2.5-VL").
+      model_types / architectures: the `model_type` and `architectures` values of the
+        family's config.json.
 
     Answer fields (read by vistool.postprocess):
       coords: the coordinate convention (order, scale, bin offset, quantisation).
@@ -99,6 +129,10 @@ class ModelProfile:
     Task fields (read by vistool.tasks):
       prompts: prompt templates that replace a task's default wording for this family,
         keyed "<task>" or "<task>.<variant>" (the defaults follow Gemma 4's conventions).
+      default_prompts: which tasks may fall back to the default wording when the family
+        has no prompt of its own: "all" (Gemma 4 conventions), "text" (only tasks that
+        answer in text; structured answers need the family's own wording) or "none"
+        (the family answers only its own task prefixes).
     """
 
     name: str
@@ -108,6 +142,8 @@ class ModelProfile:
     budget_kwarg: str | None = None
     resize: ResizeRule | None = None
     token_pixels: int | None = None
+    prompt_format: PromptFormat = PromptFormat()
+    video: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     answer_end: str | None = None
     audio_seconds: float | None = None
@@ -123,7 +159,11 @@ class ModelProfile:
     thought_markers: tuple[tuple[str, str], ...] = ()
     strip_tokens: tuple[str, ...] = ()
     model_patterns: tuple[str, ...] = ()
+    title: str = ""
+    model_types: tuple[str, ...] = ()
+    architectures: tuple[str, ...] = ()
     prompts: Mapping[str, str] = field(default_factory=dict)
+    default_prompts: Literal["all", "text", "none"] = "all"
 
     @property
     def needs_resized_size(self) -> bool:
@@ -148,6 +188,8 @@ class ModelProfile:
         if budget is None:
             return self.default_budget
         if not self.budgets:
+            if isinstance(self.resize, FixedResize):
+                raise BudgetError(f"{self.resize.no_budget_reason(self.name)} (got {budget})")
             raise BudgetError(f"model family {self.name!r} has no image-token budget setting (got {budget})")
         if budget not in self.budgets:
             allowed = ", ".join(str(b) for b in self.budgets)
@@ -163,16 +205,32 @@ class ModelProfile:
         return self.resize((int(size[0]), int(size[1])), self.check_budget(budget))
 
     def image_tokens(self, size: tuple[int, int], budget: int | None = None) -> int | None:
-        """Return how many image tokens a (width, height) image costs at `budget`, or None
-        when the family declares no resize rule or no pixels-per-token figure."""
-        resized = self.resized_size(size, budget)
-        if resized is None or not self.token_pixels:
+        """Return how many image tokens a (width, height) image costs at `budget` (the
+        family's resize rule: Gemma 4 (W/48)(H/48), Qwen (W/f)(H/f), fixed families their
+        fixed count), or None when the family declares no resize rule."""
+        if self.resize is None:
             return None
-        return (resized[0] * resized[1]) // self.token_pixels
+        return self.resize.image_tokens(int(size[0]), int(size[1]), self.check_budget(budget))
 
     def processor_kwargs(self, budget: int | None) -> dict[str, Any]:
-        """Return the image-processor keyword arguments that apply `budget`."""
+        """Return the image-processor keyword arguments that apply `budget` (a local
+        processor, or `transformers serve`); {} when the family has no budget knob."""
         budget = self.check_budget(budget)
+        if self.resize is not None:
+            return self.resize.processor_kwargs(budget) if budget is not None else {}
         if budget is None or self.budget_kwarg is None:
             return {}
         return {self.budget_kwarg: budget}
+
+    def server_kwargs(self, budget: int | None) -> dict[str, Any]:
+        """Return the `mm_processor_kwargs` that apply `budget` on vLLM / SGLang ({} without a knob)."""
+        budget = self.check_budget(budget)
+        if self.resize is not None:
+            return self.resize.server_kwargs(budget) if budget is not None else {}
+        return self.processor_kwargs(budget)
+
+    def video_processor_kwargs(self) -> dict[str, Any]:
+        """Return the video-processor keyword arguments of the per-frame budget ({}: the processor's own)."""
+        if self.budget_kwarg and self.video_budget:
+            return {self.budget_kwarg: self.video_budget}
+        return {}

@@ -5,7 +5,8 @@ Florence-2's own processor does. OCR regions (`<OCR_WITH_REGION>`) are 8-token q
 """
 
 from vistool.postprocess.readers import LOC_READERS
-from vistool.profiles.base import CoordSystem, LocFormat, ModelProfile
+from vistool.profiles.base import CoordSystem, LocFormat, ModelProfile, PromptFormat
+from vistool.profiles.resize import FixedResize
 
 PROFILE = ModelProfile(
     name="florence2",
@@ -15,6 +16,13 @@ PROFILE = ModelProfile(
     loc_format=LocFormat(token=r"<loc_(\d+)>", label_side="before", template="<loc_{}>"),
     strip_tokens=("<s>", "</s>", "<pad>"),
     model_patterns=("florence-2", "florence2", "florence_2"),
+    title="Florence-2",
+    model_types=("florence2",),
+    architectures=("Florence2ForConditionalGeneration",),
+    resize=FixedResize(side=768, tokens=577, sides=(768,)),
+    prompt_format=PromptFormat(chat=False, image_token=""),
+    video=False,
+    default_prompts="none",
     # Florence-2's task tokens (its processor's task table).
     prompts={
         "detect": "<CAPTION_TO_PHRASE_GROUNDING>{classes}",

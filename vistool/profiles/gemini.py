@@ -14,5 +14,9 @@ PROFILE = replace(
     default_budget=None,
     video_budget=None,
     budget_kwarg=None,
+    resize=None,  # the hosted model's resizing is not published
     model_patterns=("gemini",),
+    title="Gemini",
+    model_types=(),
+    architectures=(),
 )

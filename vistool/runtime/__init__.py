@@ -8,6 +8,7 @@ from one set of options, so callers (the CLI, `vistool.load`) need not know eith
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from vistool.errors import VistoolError
@@ -29,7 +30,7 @@ def make_backend(
     model: str,
     backend: str = "transformers",
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     device: str | None = None,
     dtype: str | None = None,
     batch_size: int | None = None,
@@ -46,7 +47,8 @@ def make_backend(
     for local runs (batch_size None: a default per budget and device), max_concurrency
     and engine ("auto", "vllm", "sglang", "transformers",
     "llamacpp", "ollama", "generic") for HTTP, the model family profile (a
-    `ModelProfile` or its name; guessed from `model` when None) and further options of
+    `ModelProfile` or its name; when None, the local backend reads it from the loaded
+    model's config and the HTTP backend from `resolve_profile`) and further options of
     the chosen class (`TransformersBackend`: trust_remote_code, revision;
     `OpenAIBackend`: api_key, max_attempts, timeout, image_format, max_image_side, ...).
     Returns the backend. Raises VistoolError for an unknown backend name.
@@ -77,9 +79,14 @@ def make_backend(
             UserWarning,
             stacklevel=2,
         )
+    from vistool.runtime.pool import EndpointPool, split_base_urls
+
+    urls = split_base_urls(base_url) or [DEFAULT_BASE_URL]
+    if len(urls) > 1:
+        return EndpointPool(model, urls, engine=engine, profile=profile, max_concurrency=max_concurrency, **kwargs)
     return OpenAIBackend(
         model,
-        base_url or DEFAULT_BASE_URL,
+        urls[0],
         engine=engine,
         profile=profile,
         max_concurrency=max_concurrency,

@@ -46,9 +46,15 @@ once with "cannot reach the server at URL: connection refused; is it running?".
 The API key comes from `api_key=`, else `VISTOOL_API_KEY`, else `OPENAI_API_KEY`; it is
 sent as `Authorization: Bearer ...` and never written to settings, errors, logs or reprs.
 
-Unknown over HTTP: the number of image tokens (`image_tokens` is 0 and settings say
-`"image_tokens_reported": False`) and the size the server's processor resized each
-image to (`image_sizes` is empty).
+The size the server's processor resizes each image to is computed on the client with
+the family's own rule (`vistool.profiles.resize`) and the settings sent: Gemma 4's
+max_soft_tokens, Qwen's min_pixels / max_pixels (smart_resize), so Qwen2.5-VL's answers in
+resized pixels map back exactly. It fills `image_sizes`, and settings record the rule
+under "resize" (`"assumed": True` when the engine fixes the budget at launch and
+Qwen2.5-VL's checkpoint default is assumed). Fixed-size families (PaliGemma 2,
+Florence-2) answer in normalised bins; their size depends on the served checkpoint and
+is not reported. Unknown over HTTP: the number of image tokens (`image_tokens` is 0 and
+settings say `"image_tokens_reported": False`).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,6 +81,7 @@ from PIL import Image
 
 from vistool.errors import VistoolError
 from vistool.profiles.base import ModelProfile
+from vistool.profiles.resize import SmartResize
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, split_thought
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
@@ -317,6 +324,7 @@ class _Wire:
     body: dict[str, Any]
     settings: dict[str, Any]
     encode_s: float = 0.0
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- backend
@@ -327,7 +335,8 @@ class OpenAIBackend:
     Ollama tag), the server address (`base_url`, e.g. "http://127.0.0.1:8000/v1"), the
     serving engine ("vllm", "sglang", "transformers", "llamacpp", "ollama", "generic"
     or "auto" to ask the server), the model family profile (a `ModelProfile` or its
-    name; guessed from `model` when None), the API key (default from the environment), how many requests to keep in
+    name; when None, read from `model`'s config.json if it is a local folder or a cached
+    Hub id, else guessed from the name), the API key (default from the environment), how many requests to keep in
     flight (`max_concurrency`), the retry policy (`max_attempts` tries per request,
     backoff starting at `backoff` seconds, doubling, capped at `max_backoff`), the
     per-attempt `timeout` in seconds, the image transport (`image_format` "png" or
@@ -354,9 +363,9 @@ class OpenAIBackend:
         extra_body: dict[str, Any] | None = None,
     ) -> None:
         self.model_id = str(model)
-        from vistool.profiles import get_profile, profile_for_model
+        from vistool.profiles import resolve_profile
 
-        profile = profile_for_model(self.model_id) if profile is None else get_profile(profile)
+        profile = resolve_profile(self.model_id, profile, backend="openai")
         self.profile = profile
         self.profile_name = profile.name
         self.url = chat_completions_url(base_url)
@@ -512,7 +521,7 @@ class OpenAIBackend:
                 response = GenerationResponse.failure(self._redact(reply.error), settings)
                 response.timings = timings
                 return response
-            return self._response(request, reply.data or {}, settings, timings)
+            return self._response(request, reply.data or {}, settings, timings, wire.image_sizes)
         except Exception as exc:  # never let one request take the batch down
             message = self._redact(f"{type(exc).__name__}: {exc}")
             response = GenerationResponse.failure(message, settings)
@@ -594,7 +603,12 @@ class OpenAIBackend:
         budget = self.profile.video_budget if request.video is not None else request.budget
         if request.video is not None:
             settings["video_frame_budget"] = budget
-        budget_kwargs = self.profile.processor_kwargs(budget) if media and budget is not None else {}
+        if media and budget is not None and engine in ("vllm", "sglang"):
+            budget_kwargs = self.profile.server_kwargs(budget)  # Qwen: min_pixels / max_pixels, as vLLM documents
+        elif media and budget is not None:
+            budget_kwargs = self.profile.processor_kwargs(budget)  # transformers' own keywords (transformers serve)
+        else:
+            budget_kwargs = {}
         if engine in ("vllm", "sglang") and budget_kwargs:
             body["mm_processor_kwargs"] = budget_kwargs
         elif engine == "transformers" and budget_kwargs:
@@ -614,7 +628,30 @@ class OpenAIBackend:
                 body[key] = {**body[key], **value}
             else:
                 body[key] = value
-        return _Wire(body=body, settings=settings, encode_s=encode_s)
+        image_sizes = self._server_sizes(request, sent_sizes[: len(request.images)], engine, settings)
+        return _Wire(body=body, settings=settings, encode_s=encode_s, image_sizes=image_sizes)
+
+    def _server_sizes(
+        self, request: GenerationRequest, sent: list[tuple[int, int]], engine: str, settings: dict[str, Any]
+    ) -> list[tuple[int, int]]:
+        """Compute the (W, H) the server's processor resizes each sent image to, with the
+        family's rule and the budget sent; record the rule in `settings["resize"]`.
+
+        When the engine fixes the budget itself, sizes are computed only for a family
+        that needs them (answers in resized pixels), from the checkpoint's default
+        settings, and marked `"assumed": True`. Returns [] when the size cannot be known.
+        """
+        rule = self.profile.resize
+        if rule is None or not rule.client_side or not sent:
+            return []
+        sent_budget = engine in _BUDGET_IN_BODY
+        if not sent_budget and not self.profile.needs_resized_size:
+            return []
+        budget = request.budget if sent_budget else None
+        if budget is None and not isinstance(rule, SmartResize):
+            return []  # Gemma 4's rule needs the budget; its coordinates are normalised anyway
+        settings["resize"] = {**rule.settings(budget), "computed_on": "client", "assumed": not sent_budget}
+        return [rule.resized_size(width, height, budget) for width, height in sent]
 
     @staticmethod
     def _media(request: GenerationRequest) -> list[Image.Image]:
@@ -717,9 +754,15 @@ class OpenAIBackend:
 
     # ---------------------------------------------------------------- answers
     def _response(
-        self, request: GenerationRequest, data: dict[str, Any], settings: dict[str, Any], timings: dict[str, float]
+        self,
+        request: GenerationRequest,
+        data: dict[str, Any],
+        settings: dict[str, Any],
+        timings: dict[str, float],
+        image_sizes: list[tuple[int, int]] | None = None,
     ) -> GenerationResponse:
-        """Turn one chat completion into a `GenerationResponse` (thought split, log-probs mapped)."""
+        """Turn one chat completion into a `GenerationResponse` (thought split, log-probs mapped);
+        `image_sizes` are the client-computed resized sizes (`_server_sizes`)."""
         choice = data["choices"][0]
         message = choice["message"]
         content = message.get("content") or ""
@@ -764,5 +807,5 @@ class OpenAIBackend:
             logprobs=logprobs,
             timings=timings,
             settings=settings,
-            image_sizes=[],
+            image_sizes=list(image_sizes or []),
         )

@@ -70,11 +70,13 @@ def score_request(backend: Any, request: GenerationRequest) -> GenerationRespons
             cache.batch_repeat_interleave(count)
             pad = backend.tokenizer.pad_token_id or 0
             rest = torch.full((count, longest - 1), pad, dtype=torch.long)
-            mask = torch.ones((count, prompt_length + longest - 1), dtype=torch.long)
             for row, tokens in enumerate(ids):
                 rest[row, : len(tokens) - 1] = torch.tensor(tokens[:-1])
-                mask[row, prompt_length + len(tokens) - 1 :] = 0  # right padding, after every scored token
-            output = backend.model(input_ids=rest.to(backend.device), attention_mask=mask.to(backend.device), cache=cache, use_cache=False)
+            # No attention mask: the padding is on the right, after every scored token, which causal attention
+            # never lets a scored token see. Without one, each model places the new tokens after the cached
+            # prompt its own way (Qwen's M-RoPE adds its rope delta; with a mask it would rebuild positions for
+            # the whole sequence and fail).
+            output = backend.model(input_ids=rest.to(backend.device), cache=cache, use_cache=False)
             logprobs = torch.log_softmax(output.logits.float(), dim=-1)
             for row, tokens in enumerate(ids):
                 following = torch.tensor(tokens[1:], device=logprobs.device)

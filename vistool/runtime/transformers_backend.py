@@ -1,9 +1,13 @@
-"""Local generation with Hugging Face transformers (Gemma 4 by default).
+"""Local generation with Hugging Face transformers (Gemma 4 by default; every family).
 
 Loads a Hub id or a local folder through `AutoProcessor` + `AutoModelForImageTextToText`,
-renders each request with the model's chat template, runs batches with left padding and
-returns one `GenerationResponse` per request, with token counts, timings, the thinking
-channel split off and, on request, per-token log-probabilities.
+renders each request the family's way (its chat template, or its plain task prefix:
+`vistool.runtime.inputs`), runs batches padded on the left (on the right for an
+encoder-decoder such as Florence-2, whose output is the decoder sequence alone) and
+returns one `GenerationResponse` per request, with token counts, the size each image was
+resized to, timings, the thinking channel split off and, on request, per-token
+log-probabilities. The family comes from the loaded model's config when no profile is
+given.
 
 Speed (issue 9; figures in eval/bench_speed.py's docstring): requests are grouped by
 compatible settings, sorted by prompt length within a group (less padding), cut into
@@ -28,14 +32,17 @@ from typing import Any
 
 from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
-from vistool.runtime import speed
+from vistool.runtime import compiled, speed
+from vistool.runtime import inputs as family_inputs
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.detokenize import TokenPieces, plain_decoder
+from vistool.runtime.logprob_columns import TokenLogprobs
+from vistool.runtime.logprobs import ChosenTokenLogprobs
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
-from vistool.runtime.logprobs import TokenLogprobs
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 
 logger = logging.getLogger(__name__)
+_ChosenTokenLogprobs = ChosenTokenLogprobs  # its old name (tests/test_runtime_speed.py)
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 
@@ -79,43 +86,6 @@ def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(f"cannot load model {model_id!r}: {hint} ({type(exc).__name__}: {reason})")
 
 
-class _ChosenTokenLogprobs:
-    """A logits processor that records the log-probability of each chosen token.
-
-    At step t+1 it reads the token chosen at step t (the last input id) and looks it up
-    in the log-softmax it kept from step t, so memory stays one vocabulary row per
-    sequence (keeping every step's logits, as `output_logits` does, costs
-    steps x batch x vocabulary floats: gigabytes for Gemma 4's 262k vocabulary).
-    The distribution is the one the token was chosen from: the model's own for greedy
-    decoding, after temperature/top-k/top-p when sampling. Values stay on the device
-    until `collect` is called after generation (no host sync in the decode loop).
-    """
-
-    def __init__(self) -> None:
-        self.previous = None
-        self.values: list = []
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        if self.previous is not None:
-            self.values.append(self.previous.gather(-1, input_ids[:, -1:]).squeeze(-1))
-        self.previous = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def collect(self, sequences, prompt_length: int) -> list[list[float]]:
-        """Return per-row log-probs of the generated tokens in `sequences`."""
-        import torch
-
-        generated = sequences.shape[1] - prompt_length
-        if self.previous is not None and len(self.values) < generated:
-            chosen = sequences[:, prompt_length + len(self.values)].unsqueeze(-1)
-            self.values.append(self.previous.gather(-1, chosen).squeeze(-1))
-        if not self.values:
-            return [[] for _ in range(sequences.shape[0])]
-        return torch.stack(self.values[:generated], dim=1).tolist()
-
-
 @dataclass
 class _Prepared:
     """One processor-ready micro-batch and the time it took to build."""
@@ -129,7 +99,7 @@ class TransformersBackend:
     """Run a vision-language model locally with transformers.
 
     Takes a Hub id or local folder (`model_id`), optional device/dtype (auto by default),
-    the model family profile (guessed from the id when None), the micro-batch size
+    the model family profile (read from the loaded model's config when None), the micro-batch size
     (None: a default per budget and device, see `speed.default_batch_size`), and the
     opt-ins `trust_remote_code` and `revision`. Only safetensors weights are loaded.
     Speed switches: `prefetch` (how many upcoming micro-batches are preprocessed in
@@ -186,8 +156,8 @@ class TransformersBackend:
         """Wrap a model and processor that are already loaded (benchmarks, tests, notebooks).
 
         Takes the model (on its device, in its dtype), its processor, the name to record
-        as `model` in response settings (also used to guess the profile when `profile`
-        is None) and the same options as the constructor. Returns the backend.
+        as `model` in response settings and the same options as the constructor (the
+        profile, when None, comes from `model.config`). Returns the backend.
         """
         backend = cls.__new__(cls)
         device = str(next(model.parameters()).device)
@@ -210,9 +180,14 @@ class TransformersBackend:
         """Set the backend's state around a loaded model and processor."""
         self.model_id = model_id
         if profile is None:
-            from vistool.profiles import profile_for_model
+            from vistool.profiles import family_from_config
 
-            profile = profile_for_model(self.model_id)
+            profile = family_from_config(model.config.to_dict(), repr(model_id))
+        if profile.prompt_format.chat and not getattr(processor, "chat_template", None):
+            raise ModelLoadError(
+                f"{model_id!r} has no chat template, but model family {profile.name!r} renders its prompts with one; "
+                "is the profile right? (--profile / profile=)"
+            )
         self.profile = profile
         self.profile_name = self.profile.name
         self.batch_size = None if batch_size is None else max(1, int(batch_size))
@@ -220,16 +195,18 @@ class TransformersBackend:
             prefetch = speed.default_prefetch(device)
         self.prefetch = max(0, int(prefetch))
         self.bucket = bucket
+        self.encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        if compile and self.encoder_decoder:
+            logger.warning("compile=True is not supported for encoder-decoder models (%s); generating without it", model_id)
+            compile = False
         self.compile = compile
         self.device, self.dtype = device, dtype
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = self.processor.tokenizer
-        self.tokenizer.padding_side = "left"
+        self.tokenizer.padding_side = family_inputs.padding_side(model)
         self._stop_ids = self._find_stop_ids()
-        self._special_ids = set(self.tokenizer.all_special_ids) | {
-            token_id for token_id, token in self.tokenizer.added_tokens_decoder.items() if token.special
-        }
+        self._special_ids = self._find_special_ids()
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
         # ids -> text, and memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
@@ -240,14 +217,32 @@ class TransformersBackend:
         self._worker_processors: queue.SimpleQueue = queue.SimpleQueue()
         self._oom_batch_cap: dict[Any, int] = {}  # group key -> largest batch that fitted after an OOM
         self._json_table = None  # built on the first request that asks to stop when its JSON closes
-        self._static_caches: dict[tuple[int, int], Any] = {}  # (batch, length) -> reusable StaticCache
-        self._compile_config = None
+        self._static_caches = compiled.StaticCaches(model)  # (batch, length) -> reusable StaticCache
+        self._compile_config = compiled.LazyCompileConfig(device)
 
     # ----------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int | None:
         """Return the id of a single special token, or None if the vocabulary lacks it."""
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
+
+    def _find_special_ids(self) -> set[int]:
+        """Return the ids decoding leaves out of the answer: the tokenizer's special tokens,
+        except the family's location tokens (some checkpoints mark `<loc_123>` special),
+        which carry the answer's coordinates."""
+        import re
+
+        special = set(self.tokenizer.all_special_ids) | {
+            token_id for token_id, token in self.tokenizer.added_tokens_decoder.items() if token.special
+        }
+        loc = self.profile.loc_format
+        if loc is not None:
+            pattern = re.compile(loc.token)
+            special -= {
+                token_id for token_id, token in self.tokenizer.added_tokens_decoder.items()
+                if pattern.fullmatch(str(token))
+            }
+        return special
 
     def _find_stop_ids(self) -> set[int]:
         """Return the ids that end an answer (the generation config's eos ids)."""
@@ -257,20 +252,8 @@ class TransformersBackend:
         return set(eos if isinstance(eos, list) else [eos])
 
     def _render(self, request: GenerationRequest, processor: Any = None) -> str:
-        """Render one request through the chat template (media first, then text)."""
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
-        if request.video is not None:
-            content.append({"type": "video"})
-        if request.audio is not None:
-            content.append({"type": "audio"})
-        content.append({"type": "text", "text": request.prompt})
-        messages: list[dict[str, Any]] = []
-        if request.system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
-        messages.append({"role": "user", "content": content})
-        return (processor or self.processor).apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, enable_thinking=request.thinking
-        )
+        """Render one request the family's way (see `vistool.runtime.inputs.render`)."""
+        return family_inputs.render(request, processor or self.processor, self.profile)
 
     def _prepare_in_worker(self, requests: list[GenerationRequest]) -> _Prepared:
         """`_prepare` for a prefetch thread: with a processor copy no other thread is using."""
@@ -286,48 +269,15 @@ class TransformersBackend:
         Takes the requests and the processor to use (default: the backend's own).
         Returns the processor outputs and the seconds it took.
         """
-        from transformers.video_utils import VideoMetadata
-
         processor = processor or self.processor
         start = time.perf_counter()
-        texts = [self._render(request, processor) for request in requests]
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-        budget = requests[0].budget
-        if any(request.images for request in requests):
-            kwargs["images"] = [list(request.images) for request in requests]
-            kwargs["images_kwargs"] = self.profile.processor_kwargs(budget)
-        if requests[0].video is not None:
-            videos, metadata = [], []
-            for request in requests:
-                frames = request.video
-                kwargs_fps = frames.fps or 24.0
-                videos.append([frame for frame in frames.frames])
-                metadata.append(
-                    VideoMetadata(
-                        total_num_frames=max(1, round(frames.duration * kwargs_fps)),
-                        fps=kwargs_fps,
-                        duration=frames.duration,
-                        frames_indices=[round(t * kwargs_fps) for t in frames.timestamps],
-                    )
-                )
-            kwargs["videos"] = videos
-            video_kwargs: dict[str, Any] = {"video_metadata": metadata, "do_sample_frames": False}
-            if self.profile.budget_kwarg and self.profile.video_budget:
-                video_kwargs[self.profile.budget_kwarg] = self.profile.video_budget
-            kwargs["videos_kwargs"] = video_kwargs
-        if requests[0].audio is not None:
-            if not self.accepts_audio:
-                raise RequestError(f"model {self.model_id!r} has no audio encoder: it cannot hear the audio")
-            kwargs["audio"] = [request.audio.samples for request in requests]
-            kwargs["audio_kwargs"] = {"sampling_rate": requests[0].audio.sampling_rate}
-        inputs = processor(**kwargs)
-        # Cast pixels to the model's dtype here (the same rounding as on the device), and on
-        # a GPU pin the tensors: in a prefetch thread this takes the cast and half of the
+        if requests[0].audio is not None and not self.accepts_audio:
+            raise RequestError(f"model {self.model_id!r} has no audio encoder: it cannot hear the audio")
+        # Pixels are cast to the model's dtype in `process` (the same rounding as on the device), and on
+        # a GPU the tensors are pinned below: in a prefetch thread this takes the cast and half of the
         # host-to-device copy off the generation thread (~1 GB of float32 pixels per 128
         # images at budget 280), and the copy itself can run asynchronously.
-        for key in ("pixel_values", "pixel_values_videos"):
-            if key in inputs and inputs[key].is_floating_point():
-                inputs[key] = inputs[key].to(self.dtype)
+        inputs = family_inputs.process(requests, processor, self.profile, self.dtype)
         if self.device.split(":")[0] == "cuda":
             for key, value in inputs.items():
                 if hasattr(value, "pin_memory"):
@@ -364,7 +314,9 @@ class TransformersBackend:
 
     def _validate(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
         """Check the batch and resolve default budgets; raise RequestError/BudgetError."""
-        return validate_requests(requests, self.profile)
+        resolved = validate_requests(requests, self.profile)
+        family_inputs.check_format(resolved, self.profile)
+        return resolved
 
     # ------------------------------------------------------------- generation
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
@@ -509,12 +461,9 @@ class TransformersBackend:
             prepared = self._prepare(requests)
         inputs = prepared.inputs
         image_sizes = self._resized_sizes(inputs, requests)
-        model_inputs = {
-            key: value.to(self.device, non_blocking=True) if hasattr(value, "to") else value
-            for key, value in inputs.items()
-            if key not in getattr(self.processor, "unused_input_names", ())
-        }
-        prompt_length = model_inputs["input_ids"].shape[1]
+        model_inputs = family_inputs.model_inputs(inputs, self.processor, self.device)
+        # Where generated tokens start in the output: after the prompt, or after an encoder-decoder's decoder start.
+        prompt_length = family_inputs.generated_start(self.model, model_inputs)
         generate_kwargs, recorder, json_stop = self._generate_kwargs(requests, prompt_length)
         timer = speed.PhaseTimer(self.device)
         generate_kwargs["stopping_criteria"].insert(0, timer)
@@ -553,24 +502,8 @@ class TransformersBackend:
         return responses
 
     def _token_counts(self, inputs: Any) -> tuple[list[int], list[int]]:
-        """Return per row (image/video soft tokens, prompt tokens without padding) of processed inputs.
-
-        Counted for the whole micro-batch at once: two reductions and two host copies,
-        not two `.item()` calls per row.
-        """
-        import torch
-
-        input_ids = inputs["input_ids"]
-        media_ids = [
-            token_id
-            for token_id in (getattr(self.processor, "image_token_id", None), getattr(self.processor, "video_token_id", None))
-            if token_id is not None
-        ]
-        if media_ids:
-            media = torch.isin(input_ids, torch.tensor(media_ids, device=input_ids.device)).sum(dim=1).tolist()
-        else:
-            media = [0] * input_ids.shape[0]
-        return media, inputs["attention_mask"].sum(dim=1).tolist()
+        """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""
+        return family_inputs.token_counts(inputs, self.processor)
 
     def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, Any]:
         """Return the `generate` keyword arguments of a micro-batch, with its recorders.
@@ -604,7 +537,7 @@ class TransformersBackend:
                 torch.manual_seed(first.decoding.seed)
         recorder = None
         if first.return_logprobs:
-            recorder = _ChosenTokenLogprobs()
+            recorder = ChosenTokenLogprobs()
             generate_kwargs["logits_processor"].append(recorder)
         json_stop = None
         # The thinking channel may hold brackets of its own, so thinking rows never stop this way.
@@ -617,8 +550,8 @@ class TransformersBackend:
             )
             generate_kwargs["stopping_criteria"].append(json_stop)
         if self.compile:
-            generate_kwargs["cache"] = self._static_cache(len(requests), prompt_length + first.max_new_tokens)
-            generate_kwargs["compile_config"] = self._get_compile_config()
+            generate_kwargs["cache"] = self._static_caches.get(len(requests), prompt_length + first.max_new_tokens)
+            generate_kwargs["compile_config"] = self._compile_config.get()
         return generate_kwargs, recorder, json_stop
 
     def _json_stop_table(self):
@@ -633,51 +566,6 @@ class TransformersBackend:
             texts.extend([""] * (vocab - known))
             self._json_table = torch.from_numpy(speed.json_transition_table(texts, self._special_ids)).to(self.device)
         return self._json_table
-
-    def _static_cache(self, batch: int, needed: int) -> Any:
-        """Return an empty static KV cache for `batch` rows and at least `needed` positions.
-
-        The length is rounded up to a multiple of 256 and caches are reused across calls
-        (reset, not reallocated), so the compiled decode step sees the same shapes and
-        the same tensor addresses again: CUDA graphs are recorded once per shape rather
-        than once per `generate` call. Sliding-window layers get a plain static layer
-        that keeps the whole history (the attention mask applies the window, so tokens
-        are unchanged): transformers' rolling sliding layer keeps its fill level in a
-        Python int that `torch.compile` guards on, which recompiles the decode step as the
-        sequence grows (3 compilations instead of 1 on the tiny model).
-        """
-        from transformers import StaticCache
-        from transformers.cache_utils import StaticLayer, StaticSlidingWindowLayer
-
-        key = (batch, speed.round_up(needed, 256))
-        cache = self._static_caches.get(key)
-        if cache is None:
-            if len(self._static_caches) >= 4:  # a few shapes in use at a time; do not hoard memory
-                self._static_caches.clear()
-            cache = StaticCache(config=self.model.config, max_cache_len=key[1])
-            cache.layers = [
-                StaticLayer(max_cache_len=key[1]) if isinstance(layer, StaticSlidingWindowLayer) else layer
-                for layer in cache.layers
-            ]
-            self._static_caches[key] = cache
-        else:
-            import torch
-
-            with torch.inference_mode():  # its tensors were made during an earlier (inference-mode) generate
-                cache.reset()
-        return cache
-
-    def _get_compile_config(self) -> Any:
-        """Return the `CompileConfig` used with `compile=True` (CUDA graphs on a GPU)."""
-        if self._compile_config is None:
-            from transformers import CompileConfig
-
-            cuda = self.device.split(":")[0] == "cuda"
-            config = CompileConfig(fullgraph=False, dynamic=None, mode="reduce-overhead" if cuda else "default")
-            # transformers compiles only on accelerators by default; the caller asked for it, so honour it anywhere.
-            config._compile_all_devices = True
-            self._compile_config = config
-        return self._compile_config
 
     def _response(
         self,
@@ -715,7 +603,7 @@ class TransformersBackend:
             pieces=self._pieces,
         )
         logprobs = None
-        if token_logprobs is not None:  # columns, not one object per token (see vistool.runtime.logprobs)
+        if token_logprobs is not None:  # columns, not one object per token (see vistool.runtime.logprob_columns)
             values = list(map(float, token_logprobs[: len(answer_ids)]))
             logprobs = TokenLogprobs(decoded.token_texts, values, decoded.token_offsets, list(answer_ids))
         return GenerationResponse(
@@ -733,21 +621,6 @@ class TransformersBackend:
         )
 
     def _resized_sizes(self, inputs: Any, requests: list[GenerationRequest]) -> list[list[tuple[int, int]]]:
-        """Return, per request, the (W, H) each of its images was resized to by the processor.
-
-        Read from the processor's patch positions (`image_position_ids`, x then y), so it
-        is what the model saw, whatever the family's resizing rule.
-        """
-        positions = inputs.get("image_position_ids")
-        if positions is None:
-            return [[] for _ in requests]
-        patch = int(getattr(self.processor.image_processor, "patch_size", 16))
-        # Padding patches have x = -1; the last valid patch of each image is at (max x, max y).
-        valid = (positions[..., :1] >= 0).expand_as(positions)
-        largest = positions.masked_fill(~valid, -1).amax(dim=1).tolist()
-        sizes = [(int(x) * patch + patch, int(y) * patch + patch) for x, y in largest]
-        per_request, cursor = [], 0
-        for request in requests:
-            per_request.append(sizes[cursor : cursor + len(request.images)])
-            cursor += len(request.images)
-        return per_request
+        """Return, per request, the (W, H) each of its images was resized to by the processor
+        (read by the family's resize rule from the processor outputs: what the model saw)."""
+        return family_inputs.resized_sizes(inputs, requests, self.processor, self.profile)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from vistool.io.audio import AudioClip
 from vistool.io.video import VideoFrames
-from vistool.runtime.logprobs import TokenLogprob, TokenLogprobs, read_logprobs
+from vistool.runtime.logprob_columns import TokenLogprob, TokenLogprobs, read_logprobs
 
 FinishReason = Literal["stop", "length", "error"]
 

@@ -18,7 +18,7 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
-from vistool.errors import VistoolError
+from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.video import VideoFrames
 from vistool.postprocess import OCRResult, ParseResult, PointsResult, draw, parse, parse_many
 from vistool.profiles.base import ModelProfile
@@ -50,6 +50,7 @@ class TaskSpec:
       backend's `stop_when_json_closes`): "array" (the default for structured kinds,
       whose prompts ask for one JSON list), True (one JSON object or list), False
       (never; text tasks). Only for families that answer in JSON (no location tokens).
+    media: "image" or "video", the input the task takes.
     """
 
     name: str
@@ -63,6 +64,7 @@ class TaskSpec:
     finish: Callable[["TaskResult", Options], None] | None = None
     choices: Callable[[Options], list[str]] | None = None
     json_stop: bool | str | None = None  # None: "array" when `kind` is set, else False
+    media: str = "image"
 
     def stop_rule(self, profile: ModelProfile) -> bool | str:
         """Return the request's `stop_when_json_closes` for this task on `profile`'s family."""
@@ -72,17 +74,41 @@ class TaskSpec:
             return "array" if self.kind is not None else False
         return self.json_stop
 
-    def prompt(self, profile: ModelProfile, options: Options) -> str:
-        """Return the prompt for `options`, in the wording of `profile` where it has its own."""
-        variant = self.variant(options)
+    def _family_template(self, profile: ModelProfile, variant: str) -> str | None:
+        """The family's own prompt for `variant`, or None."""
         overrides = profile.prompts
-        template = overrides.get(f"{self.name}.{variant}") or (overrides.get(self.name) if variant == "default" else None)
-        if template is None and profile.loc_format is not None:
-            # The default wording asks for Gemma 4-style JSON, which location-token families never write.
-            raise VistoolError(f"model family {profile.name!r} has no prompt for task {self.name!r} ({variant})")
+        return overrides.get(f"{self.name}.{variant}") or (overrides.get(self.name) if variant == "default" else None)
+
+    def refusal(self, profile: ModelProfile, variant: str = "default") -> str | None:
+        """Say why `profile` cannot run this task (in this variant), or None when it can.
+
+        A family cannot run a task whose input it does not take (video), whose answer
+        kind it has no format for, or for which it has no prompt of its own where the
+        default wording does not fit it (`ModelProfile.default_prompts`).
+        """
+        if self.media == "video" and not profile.video:
+            return f"{profile.title or profile.name} takes no video input"
         if self.kind is not None and self.kind not in profile.kinds:
-            raise VistoolError(f"model family {profile.name!r} cannot answer task {self.name!r} (no {self.kind} format)")
-        template = template or self.prompts.get(variant) or self.prompts["default"]
+            return f"{profile.title or profile.name} has no answer format for {self.kind.replace('_', ' ')}"
+        if self._family_template(profile, variant) is not None:
+            return None
+        own_only = profile.default_prompts == "none" or (profile.default_prompts == "text" and self.kind is not None)
+        if own_only:
+            what = "" if variant == "default" else f" (variant {variant!r})"
+            return f"{profile.title or profile.name} has no prompt of its own for this task{what}"
+        return None
+
+    def prompt(self, profile: ModelProfile, options: Options) -> str:
+        """Return the prompt for `options`, in the wording of `profile` where it has its own.
+
+        Raises UnsupportedTaskError when the family cannot run the task, and
+        VistoolError when an option the prompt needs is missing or invalid.
+        """
+        variant = self.variant(options)
+        reason = self.refusal(profile, variant)
+        if reason is not None:
+            raise UnsupportedTaskError(f"model family {profile.name!r} cannot run task {self.name!r}: {reason}")
+        template = self._family_template(profile, variant) or self.prompts.get(variant) or self.prompts["default"]
         try:
             return template.format(**self.fields(options))
         except (KeyError, IndexError) as exc:
@@ -239,7 +265,8 @@ def build_request(
 
 
 def provenance(request: GenerationRequest, response: GenerationResponse, task: str) -> dict[str, Any]:
-    """Return the record of how a result was produced: settings, prompt, answer, counts."""
+    """Return the record of how a result was produced: settings, prompt, answer, counts,
+    and the size (W, H) the processor resized each image to (`image_sizes`; [] when unknown)."""
     return {
         **response.settings,
         "task": task,
@@ -250,6 +277,7 @@ def provenance(request: GenerationRequest, response: GenerationResponse, task: s
         "finish_reason": response.finish_reason,
         "prompt_tokens": response.prompt_tokens,
         "image_tokens": response.image_tokens,
+        "image_sizes": [list(size) for size in response.image_sizes],
         "generated_tokens": response.generated_tokens,
         "timings": response.timings,
     }

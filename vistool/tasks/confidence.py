@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vistool.runtime.logprobs import TokenLogprob, TokenLogprobs
+from vistool.runtime.logprob_columns import TokenLogprob, TokenLogprobs
 
 _KEY = re.compile(r'"[^"\n]*"\s*:|\'[^\'\n]*\'\s*:')
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vistool.profiles import get_profile
 from vistool.tasks.base import Options, TaskResult, TaskSpec, item_fields, required_text
 
 ELEMENT_TYPES = ["button", "link", "input", "checkbox", "radio", "dropdown", "icon", "text", "image", "tab", "menu"]
@@ -53,11 +54,14 @@ def _click(result: TaskResult, options: Options) -> None:
     span = result.parsed.spans[0]
     item = item_fields(result.text, [span], ("box_2d", "bbox_2d", "point_2d"))[0]
     click = None
-    if "point_2d" in item:
+    profile = get_profile(result.provenance.get("profile") or "gemma4")
+    sizes = result.provenance.get("image_sizes") or []
+    resized = tuple(sizes[0]) if sizes and profile.needs_resized_size else None
+    if "point_2d" in item and (resized is not None or not profile.needs_resized_size):
         from vistool.postprocess import parse
 
-        profile = result.provenance.get("profile") or "gemma4"
-        points = parse(result.text[span[0] : span[1]] if span else "", result.image_size, profile, "points")
+        # Points in the family's convention; Qwen2.5-VL's are pixels of the resized image, as its boxes.
+        points = parse(result.text[span[0] : span[1]] if span else "", result.image_size, profile, "points", resized_size=resized)
         if len(points):
             click = [float(v) for v in points.result.xy[0]]
     if click is None:
@@ -70,13 +74,12 @@ GUI_ELEMENTS = TaskSpec(
     prompts={
         "default": "List every visible user-interface element in this screenshot. Output a JSON list where each "
         'entry has "box_2d": [y_min, x_min, y_max, x_max] normalised to 0-1000, "label": the element type (one of: '
-        + ", ".join(ELEMENT_TYPES)
-        + '), "text": its visible text or "" and "interactive": true or false. Output only the JSON.',
+        '{element_types}), "text": its visible text or "" and "interactive": true or false. Output only the JSON.',
     },
     kind="boxes",
     default_budget=1120,
     max_new_tokens=2048,
-    fields=lambda options: {},
+    fields=lambda options: {"element_types": ", ".join(ELEMENT_TYPES)},
     classes=lambda options: list(ELEMENT_TYPES),
     finish=_elements,
 )

@@ -55,6 +55,7 @@ VIDEO_QA = TaskSpec(
     default_budget=70,
     max_new_tokens=512,
     fields=lambda options: {"question": required_text(options, "question", "question about the video")},
+    media="video",
 )
 
 VIDEO_LOCATE = TaskSpec(
@@ -69,6 +70,7 @@ VIDEO_LOCATE = TaskSpec(
     fields=lambda options: {"event": required_text(options, "event", "event description")},
     finish=_segment,
     json_stop=True,  # one JSON object
+    media="video",
 )
 
 __all__ = ["VIDEO_LOCATE", "VIDEO_QA", "to_seconds"]

@@ -10,8 +10,10 @@ checkpoint. Its answers are noise; its shapes, token counts and budgets are real
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from vistool.runtime.tiny.checkpoint import save_checkpoint
+from vistool.runtime.tiny.tokenizer import fast_tokenizer
 
 # The Gemma 4 special tokens the processor and chat template rely on (DESIGN.md section 2).
 PAD, EOS, BOS, UNK = "<pad>", "<eos>", "<bos>", "<unk>"
@@ -72,44 +74,16 @@ _CORPUS = [
 ]
 
 
-def _train_tokenizer(vocab_size: int):
-    """Train a byte-level BPE on `_CORPUS` with Gemma 4's special tokens first.
-
-    Returns a `tokenizers.Tokenizer` whose ids 0..3 are <pad>, <eos>, <bos>, <unk>.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return tokenizer
-
-
 def _build_processor(vocab_size: int):
     """Return a real `Gemma4Processor` around a freshly trained tokenizer."""
-    from transformers import (
-        Gemma4AudioFeatureExtractor,
-        Gemma4ImageProcessor,
-        Gemma4Processor,
-        Gemma4VideoProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import Gemma4AudioFeatureExtractor, Gemma4ImageProcessor, Gemma4Processor, Gemma4VideoProcessor
 
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(vocab_size),
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
-        padding_side="left",
-        extra_special_tokens={
+    tokenizer = fast_tokenizer(
+        SPECIAL_TOKENS,
+        vocab_size=vocab_size,
+        corpus=_CORPUS,
+        roles={"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "unk_token": UNK},
+        named={
             "image_token": IMAGE_SOFT,
             "boi_token": IMAGE_OPEN,
             "eoi_token": IMAGE_CLOSE,
@@ -195,7 +169,7 @@ def _tiny_config(tokenizer, audio: bool = False):
     )
 
 
-def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512, audio: bool = False) -> Path:
+def make_tiny_gemma4(path: str | Path, seed: int = 0, vocab_size: int = 512, audio: bool = False) -> Path:
     """Build the tiny random Gemma 4 and save model + processor to `path`.
 
     Takes the output folder (created if needed), a seed (same seed, same weights and
@@ -206,8 +180,6 @@ def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512, audi
     import torch
     from transformers import Gemma4ForConditionalGeneration, GenerationConfig
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     processor = _build_processor(vocab_size)
     config = _tiny_config(processor.tokenizer, audio=audio)
     torch.manual_seed(seed)
@@ -218,17 +190,5 @@ def make_tiny_model(path: str | Path, seed: int = 0, vocab_size: int = 512, audi
         pad_token_id=config.text_config.pad_token_id,
         do_sample=False,
     )
-    model.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
-    (out / "vistool_tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size, "audio": audio}) + "\n")
-    return out
-
-
-def model_or_tiny(model: str | None) -> str:
-    """Return `model` when given, else build the tiny model in a new temporary folder and
-    return that folder (benchmarks and demos that should run with no download)."""
-    if model is not None:
-        return model
-    import tempfile
-
-    return str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-")))
+    meta = {"family": "gemma4", "seed": seed, "vocab_size": vocab_size, "audio": audio}
+    return save_checkpoint(model, processor, path, meta)
