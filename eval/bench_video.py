@@ -1,6 +1,6 @@
 """Video sampling + preprocessing time (issue 19, item 4): frames decoded at full size vs at the budget's size.
 
-    python -m eval.bench_video [--seconds 60] [--frames 32] [--rounds 5] [--threads 1]
+    python -m eval.bench_video [--seconds 60] [--frames 32] [--rounds 5] [--threads 1] [--family gemma4]
 
 Writes a `--seconds` long 1280x720 30 fps clip with OpenCV into a temporary folder (a
 moving gradient with a frame counter: a realistic bitrate, not noise; deleted after),
@@ -11,6 +11,9 @@ then times, in interleaved rounds:
   (chat template, video processor: the processor shrinks every frame to 528x288);
 - small: the same with `decode_size=backend.video_frame_size` (decord scales frames
   to the size the processor keeps while decoding).
+
+`--family qwen25vl` / `qwen3vl` times the same with that family's tiny checkpoint and
+video processor (its own frame rule, the processor's own pixel range).
 
 Reported: CPU seconds (this process and its threads) and wall seconds, best and median,
 and a check that both give the same input ids and pixel-tensor shape.
@@ -49,12 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clip", help="use this clip (e.g. one written by an earlier run) instead of writing one")
+    parser.add_argument("--family", default="gemma4", help="a family that takes video: gemma4, qwen25vl, qwen3vl")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     from vistool.io import sample_video
+    from vistool.profiles import get_profile
     from vistool.runtime.tiny import make_tiny_model
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
@@ -64,11 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         clip = Path(args.clip) if args.clip else write_clip(folder / "clip720.mp4", args.seconds)
         print(f"clip: {clip.name}, {clip.stat().st_size / 2**20:.1f} MiB, ready in {time.perf_counter() - started:.0f} s")
-        backend = TransformersBackend(str(make_tiny_model(folder / "tiny")), device="cpu", dtype="float32")
+        backend = TransformersBackend(str(make_tiny_model(folder / "tiny", family=args.family)), device="cpu", dtype="float32")
+        budget = get_profile(args.family).video_budget
 
         def run(small: bool):
             frames = sample_video(clip, num_frames=args.frames, decode_size=backend.video_frame_size if small else None)
-            prepared = backend._prepare([GenerationRequest("What happens?", video=frames, budget=70)])
+            prepared = backend._prepare([GenerationRequest("What happens?", video=frames, budget=budget)])
             return frames, prepared.inputs
 
         paths = {"full frames": False, "decoded small": True}
@@ -86,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         same = torch.equal(outputs["full frames"][1]["input_ids"], outputs["decoded small"][1]["input_ids"]) and (
             outputs["full frames"][1]["pixel_values_videos"].shape == outputs["decoded small"][1]["pixel_values_videos"].shape
         )
-        print(f"{args.frames} frames, budget 70 per frame, {args.rounds} interleaved rounds, {args.threads} thread(s); "
+        print(f"{args.family}, {args.frames} frames, frame budget {budget or 'of the video processor'}, "
+              f"{args.rounds} interleaved rounds, {args.threads} thread(s); "
               f"same input ids and pixel shape: {same}")
         print(f"{'path':<14} | {'decoded at':>10} | {'CPU best':>8} | {'CPU median':>10} | {'wall best':>9} | {'wall median':>11}")
         for name in paths:

@@ -35,7 +35,7 @@ def sample_video(
     num_frames: int | None = 32,
     fps: float | None = None,
     max_frames: int = 32,
-    decode_size: Callable[[int, int], tuple[int, int] | None] | None = None,
+    decode_size: Callable[[int, int, int], tuple[int, int] | None] | None = None,
 ) -> VideoFrames:
     """Sample frames from a video file with decord, with their timestamps.
 
@@ -54,9 +54,10 @@ def sample_video(
     assumed; variable-frame-rate clips get approximate times). Rotation metadata of
     phone videos is not applied (decord ignores it).
 
-    `decode_size` (optional) maps the source frame size (W, H) to the size to decode
-    frames at, or None for full size: decord scales them while decoding (issue 19: at
-    Gemma 4's 70-token frame budget a 1280x720 frame becomes 528x288, 16% of the pixels).
+    `decode_size` (optional) maps the source frame size and the number of frames sampled
+    (W, H, count) to the size to decode frames at, or None for full size: decord scales
+    them while decoding (issue 19: at Gemma 4's 70-token frame budget a 1280x720 frame
+    becomes 528x288, 16% of the pixels).
     The backend's `video_frame_size` is such a function; it picks a size whose resize by
     the model's processor gives the same size, hence the same soft-token grid, as the
     full frame.
@@ -101,7 +102,7 @@ def sample_video(
         try:
             first = reader.get_batch(indices[:1]).asnumpy()
             source_size = (int(first.shape[2]), int(first.shape[1]))
-            target = decode_size(*source_size) if decode_size is not None else None
+            target = decode_size(*source_size, len(indices)) if decode_size is not None else None
             if target is not None and tuple(target) != source_size:
                 del reader  # decoded again, scaled by decord while decoding (same frame indices)
                 reader = decord.VideoReader(source, ctx=decord.cpu(0), width=int(target[0]), height=int(target[1]))

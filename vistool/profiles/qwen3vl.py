@@ -21,7 +21,7 @@ PROFILE = ModelProfile(
     name="qwen3vl",
     budgets=QWEN_BUDGETS,
     default_budget=1280,
-    resize=SmartResize(patch=16, merge=2, min_tokens=64, default_tokens=16384),
+    resize=SmartResize(patch=16, merge=2, min_tokens=64, default_tokens=16384, video_pixels="clip"),
     coords=CoordSystem(order="xy", scale=1000.0),
     answer_end="<|im_end|>",  # the end of the assistant turn
     readers=JSON_READERS,

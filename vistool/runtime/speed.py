@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from vistool.errors import VistoolError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -156,40 +158,25 @@ def _image_tokens(size: tuple[int, int], image_processor: Any, budget: int | Non
     return (new_h // (patch * pool)) * (new_w // (patch * pool))
 
 
-def video_decode_size(size: tuple[int, int], video_processor: Any, budget: int | None) -> tuple[int, int] | None:
+def video_decode_size(size: tuple[int, int], frame_size: Callable[[int, int], tuple[int, int]]) -> tuple[int, int] | None:
     """Return the (W, H) to decode a (W, H) video's frames at, or None to decode them at full size.
 
-    Takes the source frame size, the processor's video processor and the per-frame
-    budget. When the processor follows Gemma 4's rule (`patch_size`,
-    `pooling_kernel_size`), frames end up at T = rule(W, H) however large they are
-    decoded; the answer is the smallest size D, of the source's aspect ratio (T itself
-    first), with rule(D) == T: the processor then makes of a D-sized frame exactly the
-    size, hence the soft-token grid, it makes of a full one, from 1/6 of the pixels of a
-    720p frame at budget 70. None when the rule is unknown, T is not smaller than the
-    source, or no such D is found.
+    Takes the source frame size and the family's frame rule: `frame_size(W, H)` gives
+    the (W, H) the video processor resizes such a frame to (the profile's
+    `ResizeRule.frame_size`, bound to the clip's frame count and the loaded video
+    processor). Frames end up at T = frame_size(source) however large they are decoded;
+    the answer is the smallest size D, of the source's aspect ratio (T itself first), with
+    frame_size(D) == T: the processor then makes of a D-sized frame exactly the size,
+    hence the token grid, it makes of a full one (at Gemma 4's 70-token frame budget,
+    from 1/6 of the pixels of a 720p frame). None when the rule raises (ValueError,
+    VistoolError), T is not smaller than the source in both sides, or no such D is found.
     """
-    patch = getattr(video_processor, "patch_size", None)
-    pool = getattr(video_processor, "pooling_kernel_size", None)
-    budget = budget or getattr(video_processor, "max_soft_tokens", None)
-    if not (patch and pool and budget):
-        return None
-    try:
-        from transformers.models.gemma4.image_processing_gemma4 import get_aspect_ratio_preserving_size
-    except ImportError:
-        return None
     width, height = size
-
-    def rule(w: int, h: int) -> tuple[int, int]:
-        new_h, new_w = get_aspect_ratio_preserving_size(
-            height=h, width=w, patch_size=patch, max_patches=budget * pool * pool, pooling_kernel_size=pool
-        )
-        return new_w, new_h
-
     try:
-        target = rule(width, height)
-    except ValueError:
+        target = tuple(frame_size(width, height))
+    except (ValueError, VistoolError):
         return None
-    if target[0] * target[1] >= width * height:
+    if target[0] >= width or target[1] >= height:  # the processor does not shrink this frame
         return None
     candidates = [target]
     scale = max(target[0] / width, target[1] / height)
@@ -197,9 +184,9 @@ def video_decode_size(size: tuple[int, int], video_processor: Any, budget: int |
     for candidate in candidates:
         if candidate[0] < width and candidate[1] < height and min(candidate) > 0:
             try:
-                if rule(*candidate) == target:
-                    return candidate
-            except ValueError:
+                if tuple(frame_size(*candidate)) == target:
+                    return (int(candidate[0]), int(candidate[1]))
+            except (ValueError, VistoolError):
                 continue
     return None
 

@@ -381,14 +381,20 @@ class TransformersBackend:
             plan.extend(sorted(indices[start : start + size]) for start in range(0, len(indices), size))
         return plan
 
-    def video_frame_size(self, width: int, height: int) -> tuple[int, int] | None:
-        """Return the (W, H) to decode a (W, H) video's frames at (see `speed.video_decode_size`), or None for full size.
+    def video_frame_size(self, width: int, height: int, frames: int) -> tuple[int, int] | None:
+        """Return the (W, H) to decode the frames of a (W, H) video of `frames` sampled frames at, or None for full size.
 
         Passed to `vistool.io.video.sample_video` as `decode_size`: frames come out of the
-        decoder near the size the processor resizes them to at the family's video budget.
+        decoder near the size the family's video processor resizes them to (the profile's
+        resize rule, `ResizeRule.frame_size`, at the family's video budget; see
+        `speed.video_decode_size`). None for a family that takes no video or has no rule.
         """
+        rule = self.profile.resize
         video_processor = getattr(self.processor, "video_processor", None)
-        return speed.video_decode_size((width, height), video_processor, self.profile.video_budget)
+        if rule is None or video_processor is None or not self.profile.video:
+            return None
+        budget = self.profile.video_budget
+        return speed.video_decode_size((width, height), lambda w, h: rule.frame_size(w, h, frames, video_processor, budget))
 
     def batch_size_for(self, budget: int | None) -> int:
         """Return the micro-batch size this backend uses for an image-token budget.
