@@ -44,17 +44,26 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Request settings that never change the items an answer gives, so they stay out of the
+# cache key (each answer still records them in its provenance, `GenerationResponse.settings`):
+# `stop_when_json_closes` only leaves out what the model writes after its JSON closes (the
+# closing fence, trailing prose; the tokens before are the same), and the parser reads the
+# same items either way. An answer cached with or without it serves both, and a backend
+# that ignores it (a server) keys its answers as the local backend does.
+ANSWER_NEUTRAL_SETTINGS = frozenset({"stop_when_json_closes"})
+
+
 def key_fields(
     image_sha256: str, task: str, request: GenerationRequest, model: str, crop: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """Return the fields an answer depends on, for one image and one request.
 
     Takes the image's content hash, the task name, the request (its prompt, system
-    prompt, budget, max_new_tokens, decoding, thinking, log-probs; its images are not
-    looked at), the model id and, for a request about part of the image (a zoom tile or
-    crop), that part's box (x1, y1, x2, y2) in pixels of the displayed image; None for
-    the whole image, whose fields (and keys) stay as they always were. Returns a
-    JSON-able dict; `cache_key` hashes it.
+    prompt and `settings()` but for `ANSWER_NEUTRAL_SETTINGS`; its images are not looked
+    at), the model id and, for a request about part of the image (a zoom tile or crop),
+    that part's box (x1, y1, x2, y2) in pixels of the displayed image; None for the
+    whole image, whose fields (and keys) stay as they always were. Returns a JSON-able
+    dict; `cache_key` hashes it.
     """
     fields: dict[str, Any] = {
         "image_sha256": image_sha256,
@@ -62,7 +71,7 @@ def key_fields(
         "prompt": request.prompt,
         "system": request.system,
         "model": model,
-        "settings": request.settings(),
+        "settings": {name: value for name, value in request.settings().items() if name not in ANSWER_NEUTRAL_SETTINGS},
     }
     if crop is not None:
         fields["crop"] = [int(value) for value in crop]

@@ -73,8 +73,8 @@ class GenerationRequest:
     def settings(self) -> dict[str, Any]:
         """Return the generation settings of this request as a JSON-able dict.
 
-        `stop_when_json_closes` appears only when set, so the settings (and cache keys
-        built from them) of existing requests are unchanged.
+        `stop_when_json_closes` appears only when set (it is recorded in provenance; the
+        answer cache leaves it out of its keys: `vistool.batch.cache.ANSWER_NEUTRAL_SETTINGS`).
         """
         settings: dict[str, Any] = {
             "budget": self.budget,
