@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -141,3 +143,27 @@ def test_pieces_are_memoised():
     first = len(calls)
     run_texts_and_offsets(ids, decode(ids), pieces)
     assert len(calls) == first + 1  # only the caller's own decode of the whole run
+
+
+@pytest.mark.parametrize("family", ["gemma4", "qwen25vl", "qwen3vl", "paligemma2", "florence2"])
+def test_every_familys_backend_decodes_like_prefix_decoding(family, tiny_family_backend):
+    """The backend's own decoder and memoised pieces on each family's tokenizer: oracle answers in
+    the family's format (location tokens included) and random ids give the reference's texts and offsets."""
+    from vistool.postprocess.oracle import format_answer
+    from vistool.profiles import get_profile
+
+    backend = tiny_family_backend(family)
+    tokenizer = backend.tokenizer
+    reference_decode = functools.partial(tokenizer.decode, skip_special_tokens=False)
+    boxes = np.array([[10.0, 20.0, 300.0, 200.0], [5.0, 6.0, 70.0, 80.0]])
+    labels = ["猫 café", "dog 🐈"] if get_profile(family).loc_format is None else ["cat", "dog"]
+    answers = [format_answer(family, "boxes", boxes, labels, (640, 480), (644, 476)), "A cat. ", "€uro ✓"]
+    rng = np.random.default_rng(0)
+    vocab = len(tokenizer)
+    sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in answers]
+    sequences += [rng.integers(0, vocab, size=int(rng.integers(1, 50))).tolist() for _ in range(40)]
+    for ids in sequences:
+        new = decode_answer(ids, backend._decode, backend._special_ids, backend._channel_open, backend._channel_close,
+                            pieces=backend._pieces)
+        old = decode_answer_reference(ids, reference_decode, backend._special_ids, backend._channel_open, backend._channel_close)
+        assert new == old, (family, ids)
