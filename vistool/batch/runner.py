@@ -13,138 +13,36 @@ How a run goes: a small thread pool reads each file ahead of the model, hashes i
 and decodes it only when its answer is not cached (so the model never waits on image
 decoding, and a fully cached re-run decodes nothing). Answers are appended to the cache
 (fsync'd) after every batch, then interpreted from the cached record, so a fresh result
-and a cached one are built from the very same bytes. One item's failure (unreadable file,
+and a cached one are built from the very same bytes; answers are interpreted a batch at
+a time (`BatchRunner.outcomes`: one `parse_many` per task and class list). Work items
+and outcomes are defined in `vistool.batch.items`. One item's failure (unreadable file,
 model error, unusable answer) is recorded in its `Outcome` and never stops the others.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tqdm import tqdm
 
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
+from vistool.batch.items import Outcome, PreparedItem, RunReport, Stage, Status, WorkItem, answer_problem
 from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import LoadedImage, load_image
 from vistool.runtime.backend import answer_requests
-from vistool.runtime.types import GenerationRequest, GenerationResponse
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret_many
+from vistool.runtime.types import GenerationResponse
+from vistool.tasks import TASKS, RunSettings, TaskResult, build_request, interpret_many
 from vistool.zoom import ZoomSettings
-
-Status = Literal["done", "cached", "failed"]
-# Where an item failed: reading the image, its options, the model call, the answer, or
-# (with cache_only) a missing cached answer.
-Stage = Literal["read", "options", "model", "answer", "cache"]
-
-_SNIPPET = 60
-
-
-@dataclass
-class WorkItem:
-    """One unit of work: an image file, a task name and that item's task options.
-
-    `settings` optionally overrides the run's generation settings for this item (budget,
-    max_new_tokens, decoding, thinking, logprobs, system, zoom). `id` is the caller's
-    name for the item (e.g. a COCO image id); it defaults to the path.
-    """
-
-    image: str | Path
-    task: str = "detect"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    id: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The item's id, or its path."""
-        return self.id if self.id is not None else str(self.image)
-
-
-@dataclass
-class Outcome:
-    """What happened to one work item.
-
-    status: "done" (answered now), "cached" (answer from the cache) or "failed".
-    result: the task result (also set for a failed item whose answer was unusable, so
-    its raw answer can be inspected). reason/stage: why and where it failed.
-    key/image_sha256: the cache key and the file's content hash, when known.
-    """
-
-    item: WorkItem
-    status: Status
-    result: TaskResult | None = None
-    reason: str | None = None
-    stage: Stage | None = None
-    key: str | None = None
-    image_sha256: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the item has a usable result."""
-        return self.status != "failed"
-
-
-@dataclass
-class RunReport:
-    """The outcome of every item (in input order), the model calls made and the wall time."""
-
-    outcomes: list[Outcome]
-    model_calls: int
-    seconds: float
-
-    def count(self, status: Status) -> int:
-        """Return how many items ended with `status`."""
-        return sum(1 for outcome in self.outcomes if outcome.status == status)
-
-    @property
-    def failures(self) -> list[Outcome]:
-        """The failed items, in input order."""
-        return [outcome for outcome in self.outcomes if outcome.status == "failed"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the counts and timing as a JSON-able dict."""
-        done = self.count("done")
-        return {
-            "images": len(self.outcomes),
-            "done": done,
-            "cached": self.count("cached"),
-            "failed": self.count("failed"),
-            "failed_by_stage": dict(sorted(Counter(o.stage for o in self.failures if o.stage).items())),
-            "model_calls": self.model_calls,
-            "seconds": round(self.seconds, 3),
-            "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
-        }
-
-
-@dataclass
-class PreparedItem:
-    """An item made ready for the model: its task, request and cache key, and (when the
-    model must answer it) its decoded image; or where and why it failed before the model.
-
-    `BatchRunner.plan` fills in the task and request, `BatchRunner.load` the key fields,
-    key and image. Other engines (vistool.engines) build items with these two steps.
-    """
-
-    index: int
-    item: WorkItem
-    spec: TaskSpec | None = None
-    request: GenerationRequest | None = None
-    fields: dict[str, Any] | None = None
-    key: str | None = None
-    image: LoadedImage | None = None
-    failure: tuple[Stage, str] | None = None
-
 
 DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
 MAX_DEFAULT_BATCH = 64  # a batch's decoded full-size images (and the next batch's) are held in memory
@@ -493,30 +391,4 @@ class BatchRunner:
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
 
-def answer_problem(result: TaskResult) -> str | None:
-    """Say why a model answer is unusable, or None when it is usable.
-
-    Takes an interpreted result. An answer is unusable when it is empty, when a
-    structured task's answer holds no JSON at all, or when every item in it was dropped
-    (the reasons are counted). An empty list ("[]": nothing found) is a usable answer.
-    Returns a one-line reason with the start of the answer.
-    """
-    text = result.text or ""
-    start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
-    if not text.strip():
-        return "empty answer"
-    if result.parsed is None:
-        return None
-    diagnostics = result.parsed.diagnostics
-    if diagnostics.kept > 0:
-        return None
-    if diagnostics.found > 0:
-        reasons = Counter(diagnostics.reasons())
-        listed = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-        return f"unparseable answer: no usable item ({listed}): {start}"
-    if not re.search(r"[\[{]", text):
-        return f"unparseable answer: no JSON in the answer: {start}"
-    return None
-
-
-__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem"]
+__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "Stage", "Status", "WorkItem", "answer_problem"]
