@@ -9,8 +9,11 @@ numeric work (numbers -> array, mapping to pixels, the inside-the-image check) o
 the whole batch.
 
 An answer the lane cannot take whole (a thinking channel, several fences, repairs,
-scores, odd labels, a box that needs clipping or reordering, ...) is handed back, and
-the general path parses it. Both give the same result; the tests compare them.
+scores, odd labels, a box that needs clipping or reordering, a duplicate item, numbers
+that may be on a 0-1 scale, ...) is handed back, and the general path parses it. Both
+give the same result; the tests compare them. Answer variants (other keys, a label ->
+box dict, a wrapper object, JSON lines) never enter the lane: it takes only a strict
+list of the family's own keys.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from vistool.postprocess.duplicates import box_iou
 from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
@@ -107,14 +111,18 @@ def map_simple(
     image_sizes: Sequence[Size],
     profile: ModelProfile,
     resized_sizes: Sequence[Size | None],
+    duplicate_iou: float | None = None,
 ) -> MappedBoxes:
     """Map the boxes of a batch of simple answers to pixels and find their spans, all at once.
 
     Takes the answers (None for one the lane does not take), each answer's displayed
     (width, height) and resized (width, height) (None unless the family answers in
-    resized pixels). An answer is handed back (bounds None) when its numbers are not
-    plain numbers, when a box would need clipping, reordering or dropping, or when its
-    list holds braces that are not its items' own (inside strings). Returns `MappedBoxes`.
+    resized pixels), and the duplicate threshold of the parse (None: no duplicates
+    dropped). An answer is handed back (bounds None) when its numbers are not plain
+    numbers, when a box would need clipping, reordering or dropping, when its list
+    holds braces that are not its items' own (inside strings), when two of its items
+    may be duplicates, or when all its numbers lie in 0..1 and the family reads 0-1
+    scales. Returns `MappedBoxes`.
     """
     bounds: list[tuple[int, int] | None] = [None] * len(answers)
     indices = [index for index, answer in enumerate(answers) if answer is not None]
@@ -128,7 +136,9 @@ def map_simple(
             chain.from_iterable(answer.numbers for answer in taken), dtype=np.float64, count=4 * total
         ).reshape(total, 4)
     except OverflowError:  # an integer beyond any float: hand back the answers that hold one
-        return map_simple([answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes)
+        return map_simple(
+            [answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes, duplicate_iou
+        )
     system = profile.coords
     factors = np.array([pixel_factors(system, image_sizes[i], resized_sizes[i]) for i in indices])
     scale = np.tile(np.repeat(factors, counts, axis=0), 2)
@@ -143,11 +153,32 @@ def map_simple(
     spans, flat = brace_spans_many(
         [answer.text for answer in taken], [answer.begin for answer in taken], [answer.stop for answer in taken], counts
     )
-    answer_good = (np.logical_and.reduceat(good, starts) & flat).tolist()
+    answer_good = np.logical_and.reduceat(good, starts) & flat
+    if profile.variants.unit_scale:  # the general path decides whether such an answer is on a 0-1 scale
+        answer_good &= np.maximum.reduceat(np.abs(coords).max(axis=1), starts) > 1.0
+    if duplicate_iou is not None:
+        answer_good &= ~_has_duplicates(xyxy, [answer.labels for answer in taken], counts, starts, duplicate_iou)
+    answer_good = answer_good.tolist()
     for index, start, count, ok in zip(indices, starts.tolist(), counts, answer_good):
         if ok:
             bounds[index] = (start, start + count)
     return MappedBoxes(xyxy, spans, bounds)
+
+
+def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int], starts: np.ndarray, iou: float) -> np.ndarray:
+    """Return, per answer, whether two of its boxes share a label and overlap at IoU >= `iou`.
+
+    Only answers with a repeated label are examined (their boxes compared pairwise), so
+    the usual answer costs one set per answer.
+    """
+    found = np.zeros(len(counts), dtype=bool)
+    for index, (names, start, count) in enumerate(zip(labels, starts.tolist(), counts)):
+        if count < 2 or len(set(names)) == count:
+            continue
+        codes = np.unique(np.array(names, dtype=object), return_inverse=True)[1]
+        same = (codes[:, None] == codes[None, :]) & (box_iou(xyxy[start : start + count]) >= iou)
+        found[index] = bool(np.triu(same, 1).any())
+    return found
 
 
 def _fits_floats(answer: SimpleAnswer | None) -> bool:
