@@ -420,7 +420,14 @@ class BatchRunner:
             response = GenerationResponse.from_dict(record["response"])
             width, height = record["image_size"]
             outcome.result = interpret(
-                prepared.spec, self.vt.profile, item.options, prepared.request, response, (int(width), int(height)), str(item.image)
+                prepared.spec,
+                self.vt.profile,
+                item.options,
+                prepared.request,
+                response,
+                (int(width), int(height)),
+                str(item.image),
+                self._settings_for(item),
             )
         except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
             return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
@@ -446,6 +453,8 @@ def answer_problem(result: TaskResult) -> str | None:
     """
     text = result.text or ""
     start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
+    if result.error:  # e.g. the answer was cut off inside the thought
+        return result.error
     if not text.strip():
         return "empty answer"
     if result.parsed is None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from vistool.errors import VistoolError
 from vistool.profiles import get_profile
+from vistool.structured import AnswerShape
 from vistool.tasks.base import Options, TaskResult, TaskSpec, item_fields, required_text
 
 ELEMENT_TYPES = ["button", "link", "input", "checkbox", "radio", "dropdown", "icon", "text", "image", "tab", "menu"]
@@ -104,6 +105,11 @@ GUI_ELEMENTS = TaskSpec(
     fields=lambda options: {"element_types": ", ".join(ELEMENT_TYPES)},
     classes=lambda options: list(ELEMENT_TYPES),
     finish=_elements,
+    answer=AnswerShape(
+        coords="box",
+        label=tuple(ELEMENT_TYPES),
+        extra=(("text", {"type": "string", "maxLength": 300}), ("interactive", {"type": "boolean"})),
+    ),
 )
 
 GUI_GROUND = TaskSpec(
@@ -118,4 +124,5 @@ GUI_GROUND = TaskSpec(
     max_new_tokens=256,
     fields=lambda options: {"instruction": _instruction(options)},
     finish=_click,
+    answer=AnswerShape(coords="box", point=True, label="free", min_items=1, max_items=1),
 )
