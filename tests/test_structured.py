@@ -180,3 +180,17 @@ def test_xgrammar_missing_falls_back_to_free_and_says_so(tiny_backend, monkeypat
     note = controls.row(0).settings
     assert note["structured"] == "free" and "xgrammar is not installed" in note["structured_note"]
 
+
+
+def test_cli_structured_by_default_free_on_request(tiny_model_dir, tmp_path, capsys) -> None:
+    from vistool.cli import main
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (160, 120), (200, 40, 40)).save(photo)
+    common = [str(photo), "--classes", "cat,dog", "--model", str(tiny_model_dir), "--budget", "70", "--max-new-tokens", "40"]
+    assert main(["detect", *common]) == 0
+    structured = json.loads(capsys.readouterr().out)["provenance"]
+    assert structured["structured"].startswith("xgrammar") and "json_schema" in structured
+    assert main(["detect", *common, "--free"]) == 0
+    free = json.loads(capsys.readouterr().out)["provenance"]
+    assert free["structured"] == "free" and "json_schema" not in free

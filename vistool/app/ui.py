@@ -81,9 +81,10 @@ class DemoRunner:
         Takes the tab, the upload as Gradio sends it unprocessed (a file record with the
         path of the file in Gradio's upload cache, or None) and the raw values of the
         tab's fields followed by its settings (budget or frames, max new tokens,
-        thinking and, optionally, structured generation). Raises `gr.Error` with a readable message for a missing or unreadable
-        upload (not an image, too many pixels, not a video), an invalid option or
-        setting, and a model failure, so the user sees it and the server carries on.
+        thinking and, optionally, structured generation). Raises `gr.Error` with a
+        readable message for a missing or unreadable upload (not an image, too many
+        pixels, not a video), an invalid option or setting, and a model failure, so the
+        user sees it and the server carries on.
         """
         options, settings = self._inputs(spec, values)
         try:  # a task the model family cannot run is refused before the upload is read or the model called

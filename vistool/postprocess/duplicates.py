@@ -29,35 +29,62 @@ def box_iou(boxes: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def _overlap(values: np.ndarray) -> np.ndarray:
-    """Pairwise overlap of items: IoU of boxes (n, 4), 1/0 identity of points (n, 2)."""
-    if values.shape[1] == 2:
-        return (values[:, None, :] == values[None, :, :]).all(axis=2).astype(np.float64)
-    return box_iou(values)
+def label_codes(labels: Sequence[str | None]) -> np.ndarray | None:
+    """Return an int code per label (None counts as a label of its own), or None when no two items share one."""
+    table: dict[object, int] = {}
+    codes = [table.setdefault(label, len(table)) for label in labels]
+    return None if len(table) == len(codes) else np.array(codes)
+
+
+def same_label_pairs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the index pairs (i, j), i < j, of items whose label codes are equal, ordered by i then j."""
+    first, second = np.nonzero(codes[:, None] == codes[None, :])
+    later = first < second
+    return first[later], second[later]
+
+
+def pair_overlap(values: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Return the overlap of each pair: the IoU of boxes (n, 4), 1.0 or 0.0 (same position or not) for points (n, 2)."""
+    columns = np.ascontiguousarray(values.T)
+    a, b = columns[:, first], columns[:, second]
+    if len(columns) == 2:
+        return ((a[0] == b[0]) & (a[1] == b[1])).astype(np.float64)
+    width = np.minimum(a[2], b[2]) - np.maximum(a[0], b[0])
+    height = np.minimum(a[3], b[3]) - np.maximum(a[1], b[1])
+    inter = np.maximum(width, 0.0) * np.maximum(height, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def find_duplicates(values: np.ndarray, labels: Sequence[str | None], iou: float | None) -> list[tuple[int, int, float]]:
     """Return (item, the earlier kept item it repeats, their overlap) for each duplicate, in order.
 
     Takes pixel boxes (n, 4) or points (n, 2), one label per item (None counts as a
-    label of its own) and the IoU threshold (None: find nothing).
+    label of its own) and the IoU threshold (None: find nothing). Only pairs with one
+    label are compared, so the usual answer costs a pass over its labels and a few
+    array operations.
     """
-    count = len(values)
-    if iou is None or count < 2:
+    if iou is None or len(values) < 2:
         return []
-    keys = [str(label) if label is not None else "\x00" for label in labels]
-    if len(set(keys)) == count:  # no two items share a label
+    codes = label_codes(labels)
+    if codes is None:
         return []
-    codes = np.unique(np.array(keys, dtype=object), return_inverse=True)[1]
-    overlap = _overlap(values)
-    same = (codes[:, None] == codes[None, :]) & (overlap >= iou)
-    kept = np.ones(count, dtype=bool)
+    first, second = same_label_pairs(codes)
+    overlap = pair_overlap(values, first, second)
+    hits = overlap >= iou
+    if not hits.any():
+        return []
+    earlier: dict[int, list[tuple[int, float]]] = {}
+    for i, j, value in zip(first[hits].tolist(), second[hits].tolist(), overlap[hits].tolist()):
+        earlier.setdefault(j, []).append((i, value))
+    dropped: set[int] = set()
     found: list[tuple[int, int, float]] = []
-    for index in range(1, count):
-        earlier = np.flatnonzero(same[index, :index] & kept[:index])
-        if len(earlier):
-            kept[index] = False
-            found.append((index, int(earlier[0]), float(overlap[index, earlier[0]])))
+    for index in sorted(earlier):
+        for other, value in earlier[index]:  # in order of i: the earliest kept item wins
+            if other not in dropped:
+                dropped.add(index)
+                found.append((index, other, value))
+                break
     return found
 
 

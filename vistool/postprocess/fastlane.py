@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vistool.postprocess.duplicates import box_iou
+from vistool.postprocess.duplicates import pair_overlap
 from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
@@ -157,7 +157,7 @@ def map_simple(
     if profile.variants.unit_scale:  # the general path decides whether such an answer is on a 0-1 scale
         answer_good &= np.maximum.reduceat(np.abs(coords).max(axis=1), starts) > 1.0
     if duplicate_iou is not None:
-        answer_good &= ~_has_duplicates(xyxy, [answer.labels for answer in taken], counts, starts, duplicate_iou)
+        answer_good &= ~_has_duplicates(xyxy, [answer.labels for answer in taken], counts, duplicate_iou)
     answer_good = answer_good.tolist()
     for index, start, count, ok in zip(indices, starts.tolist(), counts, answer_good):
         if ok:
@@ -165,19 +165,33 @@ def map_simple(
     return MappedBoxes(xyxy, spans, bounds)
 
 
-def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int], starts: np.ndarray, iou: float) -> np.ndarray:
+def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int], iou: float) -> np.ndarray:
     """Return, per answer, whether two of its boxes share a label and overlap at IoU >= `iou`.
 
-    Only answers with a repeated label are examined (their boxes compared pairwise), so
-    the usual answer costs one set per answer.
+    For the whole batch at once, with no loop over answers or groups: boxes are sorted
+    by (answer, label); every pair inside a run of equal keys is listed (each box pairs
+    with the later boxes of its run) and all pairs are compared in one array operation.
     """
+    total = len(xyxy)
+    table = {name: code for code, name in enumerate(dict.fromkeys(chain.from_iterable(labels)))}
+    codes = np.fromiter(map(table.__getitem__, chain.from_iterable(labels)), dtype=np.int64, count=total)
+    keys = np.repeat(np.arange(len(counts)), counts) * max(1, len(table)) + codes
+    answer_of = keys // max(1, len(table))
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    run_starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    run_sizes = np.diff(np.append(run_starts, total))
+    position = np.arange(total) - np.repeat(run_starts, run_sizes)  # each box's place in its run
+    later = np.repeat(run_sizes, run_sizes) - 1 - position  # how many boxes of its run come after it
+    if not later.any():
+        return np.zeros(len(counts), dtype=bool)
+    first = np.repeat(np.arange(total), later)
+    pair_starts = np.cumsum(later) - later
+    second = first + 1 + (np.arange(len(first)) - pair_starts[first])
+    first, second = order[first], order[second]
+    hits = pair_overlap(xyxy, first, second) >= iou
     found = np.zeros(len(counts), dtype=bool)
-    for index, (names, start, count) in enumerate(zip(labels, starts.tolist(), counts)):
-        if count < 2 or len(set(names)) == count:
-            continue
-        codes = np.unique(np.array(names, dtype=object), return_inverse=True)[1]
-        same = (codes[:, None] == codes[None, :]) & (box_iou(xyxy[start : start + count]) >= iou)
-        found[index] = bool(np.triu(same, 1).any())
+    found[answer_of[first[hits]]] = True
     return found
 
 
