@@ -312,7 +312,7 @@ def image_call(client, api: str, example: str, *options):
     answer may end before TOKENS); return its outputs."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(EXAMPLES / example)), *options, 70, TOKENS, False, False, api_name=api)
+    return client.predict(handle_file(str(EXAMPLES / example)), *options, 70, TOKENS, False, structured=False, api_name=api)
 
 
 CLIENT_CALLS = [
