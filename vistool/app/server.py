@@ -30,6 +30,7 @@ def serve(
     tiny: bool = False,
     max_queue: int = 32,
     profile: str | None = None,
+    structured: bool = True,
 ) -> None:
     """Load the model and serve the demo until interrupted.
 
@@ -38,8 +39,9 @@ def serve(
     (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
     public share link (off unless asked), the device for local runs, `tiny` (build a tiny
     random-weight model instead, of the `profile` family when given: its answers are
-    noise, for trying the UI offline), the queue length and the model family profile
-    (None: read from the checkpoint). Returns when the server stops.
+    noise, for trying the UI offline), the queue length, the model family profile
+    (None: read from the checkpoint) and whether answers are held to their JSON schema by
+    default (each tab has a checkbox). Returns when the server stops.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
@@ -51,7 +53,7 @@ def serve(
 
         model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-"), family=profile or "gemma4"))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device, profile=profile)
+    vt = load(model, backend=backend, base_url=base_url, device=device, profile=profile, structured=structured)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
     demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
@@ -71,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: best available)")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random model (noise answers) to try the UI offline")
     parser.add_argument("--max-queue", type=int, default=32, help="requests that may wait for the model")
+    parser.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
+                        help="hold answers to the task's JSON schema by default (--no-structured: free)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
-          device=args.device, tiny=args.tiny, max_queue=args.max_queue, profile=args.profile)
+          device=args.device, tiny=args.tiny, max_queue=args.max_queue, profile=args.profile,
+          structured=args.structured)

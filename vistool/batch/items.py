@@ -135,6 +135,8 @@ def answer_problem(result: TaskResult) -> str | None:
     """
     text = result.text or ""
     start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
+    if result.error:  # e.g. the answer was cut off inside the thought
+        return result.error
     if not text.strip():
         return "empty answer"
     if result.parsed is None:

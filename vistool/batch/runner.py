@@ -368,6 +368,7 @@ class BatchRunner:
             [GenerationResponse.from_dict(record["response"]) for _, record in group],
             sizes,
             [str(prepared.item.image) for prepared, _ in group],
+            [self._settings_for(prepared.item) for prepared, _ in group],
         )
 
     def _settled(self, prepared: PreparedItem, record: dict[str, Any], status: Status, result: TaskResult | None) -> Outcome:

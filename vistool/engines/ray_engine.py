@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
 import pickle
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,12 @@ class RayRunner:
         self.startup_s = 0.0
         self.light = copy.copy(vt)
         self.light.backend = ModelName(vt.backend.model_id, vt.backend.profile_name)  # type: ignore[assignment]
+        if self.recipe is not None and self.recipe.backend.strip().lower() == "vllm" and vt.settings.structured:
+            # ray.data.llm's vLLM stage sends no JSON schema (yet): plan its requests free, so that the cache
+            # keys and the results say what was generated.
+            warnings.warn("--engine ray --backend vllm sends no JSON schema: answers are generated free", UserWarning,
+                          stacklevel=2)
+            self.light.settings = dataclasses.replace(self.light.settings, structured=False)
 
     # ---------------------------------------------------------------- public
     def run(self, items: Iterable[WorkItem]) -> RunReport:

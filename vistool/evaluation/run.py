@@ -240,6 +240,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int)
+    model.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
+                       help="constrain answers to the task's JSON schema (default); --no-structured or --free: free answers")
+    model.add_argument("--free", dest="structured", action="store_false", help=argparse.SUPPRESS)
     model.add_argument("--device")
     model.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the backend's batch for the budget, at most 64; 8 for a server)")
     model.add_argument("--limit", type=int, help="only the first N samples")
@@ -324,9 +327,10 @@ def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
         from vistool.batch.annotate import CacheOnlyBackend
 
         backend = CacheOnlyBackend(args.model, family.name)
-        return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
+        return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens, structured=args.structured)
     return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray")
+                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray",
+                structured=args.structured)
 
 
 if __name__ == "__main__":

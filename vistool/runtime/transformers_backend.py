@@ -17,6 +17,10 @@ adds a static KV cache and `torch.compile` (CUDA graphs on a GPU) for the decode
 A request with `stop_when_json_closes` stops as soon as its JSON answer closes. An
 out-of-memory error halves the micro-batch and retries. None of these changes the
 tokens a greedy run produces (tests/test_runtime_speed.py).
+
+Answer controls (vistool.runtime.answer_controls): a request's `json_schema` constrains
+its answer with a grammar (after a free thought when thinking), `thought_tokens` closes
+the thought channel when spent, and `stop_on_repeat` ends a row whose answer loops.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import compiled, speed
 from vistool.runtime import inputs as family_inputs
+from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.detokenize import TokenPieces, plain_decoder
 from vistool.runtime.logprob_columns import TokenLogprobs
@@ -84,6 +89,14 @@ def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
             "To try vistool without a download, run `vistool make-tiny-model DIR` and pass `--model DIR`"
         )
     return ModelLoadError(f"cannot load model {model_id!r}: {hint} ({type(exc).__name__}: {reason})")
+
+
+@dataclass
+class _Controls:
+    """What a micro-batch's `generate` call adds besides the log-prob recorder: the JSON stop and the answer controls."""
+
+    json_stop: Any
+    answer: BatchControls
 
 
 @dataclass
@@ -219,6 +232,7 @@ class TransformersBackend:
         self._json_table = None  # built on the first request that asks to stop when its JSON closes
         self._static_caches = compiled.StaticCaches(model)  # (batch, length) -> reusable StaticCache
         self._compile_config = compiled.LazyCompileConfig(device)
+        self._controls: AnswerControlBuilder | None = None  # built on the first request that needs one
 
     # ----------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int | None:
@@ -470,7 +484,7 @@ class TransformersBackend:
         model_inputs = family_inputs.model_inputs(inputs, self.processor, self.device)
         # Where generated tokens start in the output: after the prompt, or after an encoder-decoder's decoder start.
         prompt_length = family_inputs.generated_start(self.model, model_inputs)
-        generate_kwargs, recorder, json_stop = self._generate_kwargs(requests, prompt_length)
+        generate_kwargs, recorder, controls = self._generate_kwargs(requests, prompt_length)
         timer = speed.PhaseTimer(self.device)
         generate_kwargs["stopping_criteria"].insert(0, timer)
         start = time.perf_counter()
@@ -482,7 +496,7 @@ class TransformersBackend:
         generate_seconds = time.perf_counter() - start
         prefill_seconds, decode_seconds = timer.seconds()
         logprobs = None if recorder is None else recorder.collect(sequences, prompt_length)
-        json_stops = None if json_stop is None else json_stop.stop_steps.tolist()
+        json_stops = None if controls.json_stop is None else controls.json_stop.stop_steps.tolist()
         image_tokens, prompt_tokens = self._token_counts(inputs)
         timings = {
             "preprocess_s": prepared.seconds / len(requests),
@@ -503,6 +517,7 @@ class TransformersBackend:
                     image_sizes=image_sizes[row],
                     timings=dict(timings),
                     json_stop=None if json_stops is None or json_stops[row] < 0 else json_stops[row],
+                    control=controls.answer.row(row),
                 )
             )
         return responses
@@ -511,15 +526,18 @@ class TransformersBackend:
         """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""
         return family_inputs.token_counts(inputs, self.processor)
 
-    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, Any]:
+    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, "_Controls"]:
         """Return the `generate` keyword arguments of a micro-batch, with its recorders.
 
         Takes the micro-batch (compatible requests) and its padded prompt length. Returns
-        (kwargs, the log-prob recorder or None, the JSON-close criterion or None). The
-        kwargs always hold a `logits_processor` and a `stopping_criteria` list (empty
-        unless log-probs or the JSON stop are asked for: every logits processor costs an
-        `inspect.signature` per decode step in transformers); everything they add keeps
-        its state on the device, so nothing waits on the device inside the decode loop.
+        (kwargs, the log-prob recorder or None, the batch's `_Controls`: the JSON-close
+        criterion and the answer controls). The kwargs always hold a `logits_processor`
+        and a `stopping_criteria` list (empty unless log-probs, the JSON stop or an answer
+        control are asked for: every logits processor costs an `inspect.signature` per
+        decode step in transformers). The log-prob recorder comes before the grammar, so
+        log-probs are the model's own distribution (what vLLM's default `raw_logprobs`
+        reports too). Everything except the grammar keeps its state on the device; the
+        grammar reads the last tokens once per step.
         """
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -555,10 +573,25 @@ class TransformersBackend:
                 self._json_stop_table(), enabled, prompt_length, torch.tensor(starts, device=self.device)
             )
             generate_kwargs["stopping_criteria"].append(json_stop)
+        answer = self._answer_controls(requests, prompt_length)
+        generate_kwargs["logits_processor"].extend(answer.processors())
+        generate_kwargs["stopping_criteria"].extend(answer.criteria())
         if self.compile:
             generate_kwargs["cache"] = self._static_caches.get(len(requests), prompt_length + first.max_new_tokens)
             generate_kwargs["compile_config"] = self._compile_config.get()
-        return generate_kwargs, recorder, json_stop
+        return generate_kwargs, recorder, _Controls(json_stop, answer)
+
+    def _answer_controls(self, requests: list[GenerationRequest], prompt_length: int) -> BatchControls:
+        """Return the grammar, thought-budget and loop-stop controls of a micro-batch (empty when none is asked for)."""
+        needed = any(r.json_schema is not None or r.stop_on_repeat or r.free_reason or r.thinking for r in requests)
+        if not needed:
+            return BatchControls(notes=[{} for _ in requests])
+        if self._controls is None:
+            vocab = max(len(self.tokenizer), int(getattr(self.model.config.get_text_config(), "vocab_size", 0) or 0))
+            self._controls = AnswerControlBuilder(
+                self.tokenizer, vocab, self._stop_ids, self._special_ids, self._channel_open, self._channel_close, self.device
+            )
+        return self._controls.build(requests, prompt_length)
 
     def _json_stop_table(self):
         """Return (building it on first use) the JSON-close transition table on the model's device."""
@@ -584,11 +617,13 @@ class TransformersBackend:
         image_sizes: list[tuple[int, int]],
         timings: dict[str, float],
         json_stop: int | None = None,
+        control: Any = None,
     ) -> GenerationResponse:
         """Build the response of one row: cut at the stop token, decode, split thought.
 
         `json_stop` is the number of tokens generated when the row's JSON answer closed
         (None: it did not stop that way); those tokens are all part of the answer.
+        `control` is the row's `RowControl` (where the loop stop ended it, what to record).
         """
         length, finish = len(token_ids), "length"
         for position, token_id in enumerate(token_ids):
@@ -598,6 +633,9 @@ class TransformersBackend:
         eos = 1 if finish == "stop" else 0
         if json_stop is not None and json_stop <= length:
             length, finish, eos = json_stop, "stop", 0
+        repeat_step = None if control is None else control.repeat_step
+        if repeat_step is not None and repeat_step <= length:
+            length, finish, eos = repeat_step, "repetition", 0
         answer_ids = token_ids[:length]  # padding only ever follows the stop token
         decoded = decode_answer(
             answer_ids,
@@ -622,7 +660,7 @@ class TransformersBackend:
             generated_tokens=length + eos,
             logprobs=logprobs,
             timings=timings,
-            settings=self._settings(request),
+            settings={**self._settings(request), **(control.settings if control is not None else {})},
             image_sizes=image_sizes,
         )
 

@@ -17,7 +17,8 @@ from vistool.io.audio import AudioClip
 from vistool.io.video import VideoFrames
 from vistool.runtime.logprob_columns import TokenLogprob, TokenLogprobs, read_logprobs
 
-FinishReason = Literal["stop", "length", "error"]
+# "repetition": the local backend stopped a row whose answer kept repeating a whole item.
+FinishReason = Literal["stop", "length", "repetition", "error"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,16 @@ class GenerationRequest:
     `audio` is a sound track heard with the video (families and models that hear:
     Gemma 4 E2B/E4B). `choices`, when set, makes this a scoring request: the backend
     does not generate, it scores each choice as the whole answer (`Backend.score`).
+
+    Answer control (vistool.structured, vistool.runtime.repetition):
+      json_schema: constrain the answer to this JSON schema (constrained decoding on the
+        local backend, `response_format` on a server); None generates free.
+      free_reason: why a task that wanted a schema generates free (recorded, not sent).
+      stop_on_repeat: stop a row once its answer repeats a whole item (local backend;
+        a server's answer has the repeated tail cut off instead).
+      thought_tokens: with `thinking`, the part of `max_new_tokens` reserved for the
+        thought; the local backend closes the thought channel when it is spent, so
+        the answer keeps the rest.
     """
 
     prompt: str
@@ -69,12 +80,20 @@ class GenerationRequest:
     stop_when_json_closes: bool | Literal["array"] = False
     audio: AudioClip | None = None
     choices: tuple[str, ...] | None = None
+    json_schema: dict[str, Any] | None = None
+    free_reason: str = ""
+    stop_on_repeat: bool = False
+    thought_tokens: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """Return the generation settings of this request as a JSON-able dict.
 
-        `stop_when_json_closes` appears only when set (it is recorded in provenance; the
-        answer cache leaves it out of its keys: `vistool.batch.cache.ANSWER_NEUTRAL_SETTINGS`).
+        `stop_when_json_closes`, `json_schema` (as a short id of the schema) and
+        `thought_tokens` (with thinking) appear only when set, so the settings (and cache
+        keys built from them) of requests that use none of them are unchanged; the JSON
+        stop is recorded (provenance) but the answer cache leaves it out of its keys
+        (`vistool.batch.cache.ANSWER_NEUTRAL_SETTINGS`). The loop stop is left out: it
+        only shortens an answer that repeats itself, which parses to the same items.
         """
         settings: dict[str, Any] = {
             "budget": self.budget,
@@ -89,6 +108,12 @@ class GenerationRequest:
             settings["audio_seconds"] = round(self.audio.duration, 3)
         if self.choices is not None:
             settings["choices"] = list(self.choices)
+        if self.json_schema is not None:
+            from vistool.structured.schema import schema_id
+
+            settings["json_schema"] = schema_id(self.json_schema)
+        if self.thinking and self.thought_tokens is not None:
+            settings["thought_tokens"] = self.thought_tokens
         return settings
 
 
