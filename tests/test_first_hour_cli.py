@@ -126,6 +126,35 @@ def test_progress_goes_to_stderr_and_only_the_result_to_stdout(tiny_model_dir, t
     assert TaskResult.from_dict(result).image_size == (480, 320)  # the printed JSON reloads
 
 
+def test_the_readme_quick_start_draws_boxes_a_newcomer_can_see(tmp_path):
+    """The README's first set-up command, after its pip install, run as written (in a temporary
+    folder): the tiny model it builds answers with valid boxes (structured generation, no
+    token-limit workaround), and `detected.png` shows them drawn over the example."""
+    from PIL import Image, ImageChops
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    first = next(line for line in readme.splitlines() if line.startswith("python3 -m venv"))
+    steps = [step.strip().split() for step in first.split("&&")]
+    vistool_steps = [step[1:] for step in steps if step[0] == "vistool"]
+    assert [step[0] for step in vistool_steps] == ["make-tiny-model", "detect"] and "--max-new-tokens" not in first
+    make, detect = vistool_steps
+    from vistool.runtime.tiny import make_tiny_model  # what `vistool make-tiny-model DIR --seed N` runs, in-process
+
+    assert make[2:4] == ["--seed", make[3]] and len(make) == 4, make
+    make_tiny_model(tmp_path / make[1], seed=int(make[3]))
+    detect = [str(tmp_path / word) if word in (make[1], "detected.png") else word for word in detect]
+    finished = cli(*detect)
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout)
+    boxes = result["parsed"]["result"]["xyxy"]
+    assert len(boxes) >= 1 and result["provenance"]["structured"].startswith("xgrammar"), result["text"]
+    assert result["parsed"]["diagnostics"]["kept"] == len(boxes) and result["text"].startswith("[")
+    drawn = Image.open(tmp_path / "detected.png").convert("RGB")
+    changed = ImageChops.difference(drawn, Image.open(IMAGE).convert("RGB")).getbbox()
+    x1, y1, x2, y2 = boxes[0]
+    assert changed is not None and changed[0] <= x1 + 3 and changed[1] <= y1 + 3  # the first box's frame is drawn
+
+
 def test_json_shows_boxes_as_lists_and_reloads():
     """The CLI's JSON: each box [x1, y1, x2, y2], names and confidences as lists; from_dict reads it."""
     from vistool.postprocess.diagnostics import Diagnostics

@@ -28,12 +28,14 @@ from tests.test_annotate import export_bytes, make_folder  # noqa: E402
 from tests.test_openai_backend import ScriptedServer, completion  # noqa: E402
 from vistool.api import Vistool, load  # noqa: E402
 from vistool.batch import AnswerCache, BatchRunner, WorkItem, collect_images  # noqa: E402
+from vistool.batch import runner as runner_module  # noqa: E402
 from vistool.batch.annotate import AnnotateSummary, write_exports  # noqa: E402
 from vistool.batch.export import make_entries  # noqa: E402
 from vistool.cli import main  # noqa: E402
 from vistool.engines import RayOptions, make_runner  # noqa: E402
 from vistool.engines.ray_engine import ray_session  # noqa: E402
 from vistool.errors import VistoolError  # noqa: E402
+from vistool.runtime.logprob_columns import read_logprobs  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -97,9 +99,12 @@ def assert_same_answers(out: Path, reference: Path) -> None:
     mine, theirs = cache_records(out), cache_records(reference)
     assert mine.keys() == theirs.keys()
     for key, record in mine.items():
-        values = [[entry.pop("logprob") for entry in r["response"]["logprobs"] or []] for r in (record, theirs[key])]
+        mine_lp, their_lp = (read_logprobs(r["response"].pop("logprobs")) for r in (record, theirs[key]))
         assert record == theirs[key]
-        assert values[0] == pytest.approx(values[1], abs=1e-5)
+        assert (mine_lp is None) == (their_lp is None)
+        if mine_lp is not None:
+            assert (mine_lp.tokens, mine_lp.offsets) == (their_lp.tokens, their_lp.offsets)
+            assert mine_lp.values == pytest.approx(their_lp.values, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,9 @@ def reference(images, tiny_backend, tmp_path_factory) -> Path:
     """The single-process run over the same images and settings (its OUT folder)."""
     out = tmp_path_factory.mktemp("reference")
     runner = BatchRunner(Vistool(tiny_backend, **SETTINGS), AnswerCache(out / "answers.jsonl"), batch_size=4, progress=False)
-    summary = run_and_export(runner, images, out)
+    with pytest.MonkeyPatch.context() as patch:  # whole batches from the first on, as the Ray engine forms them
+        patch.setattr(runner_module, "FIRST_BATCH_SHARE", 1)
+        summary = run_and_export(runner, images, out)
     assert summary.report.generated == IMAGES and summary.report.count("failed") >= 1  # the broken file
     assert 0 < summary.report.model_calls < IMAGES  # backend calls, a batch each
     return out

@@ -20,6 +20,25 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from vistool.commandline.options import (
+    COMMON_OPTIONS,
+    DEFAULT_MODEL,
+    BackendOption,
+    BaseUrlOption,
+    BudgetOption,
+    DeviceOption,
+    DtypeOption,
+    ImageArgument,
+    MaxTokensOption,
+    ModelOption,
+    ProfileOption,
+    ProgressOption,
+    StructuredOption,
+    ThinkingOption,
+    ThoughtTokensOption,
+    ZoomOption,
+    check_classes,
+)
 from vistool.errors import VistoolError
 
 app = typer.Typer(
@@ -29,30 +48,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-DEFAULT_MODEL = "google/gemma-4-E2B-it"
-
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Hugging Face id or local model folder.")]
-ProfileOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--profile",
-        help="Model family: gemma4, gemini, qwen3vl, qwen25vl, paligemma2, florence2 "
-        "(default: read from the checkpoint's config.json, else guessed from the name).",
-    ),
-]
-BudgetOption = Annotated[
-    Optional[int], typer.Option("--budget", "-b", help="Image-token budget (Gemma 4: 70, 140, 280, 560, 1120).")
-]
-DeviceOption = Annotated[Optional[str], typer.Option(help="cuda, cuda:N, mps or cpu (default: best available).")]
-DtypeOption = Annotated[
-    Optional[str],
-    typer.Option("--dtype", help="Weights precision of a local model: bfloat16, float16 or float32 (default: bfloat16 on CUDA, float16 on MPS, float32 on CPU)."),
-]
-ProgressOption = Annotated[
-    Optional[bool],
-    typer.Option("--progress/--no-progress", help="Show generated tokens on stderr while a local model runs (default: when stderr is a terminal)."),
-]
 
 
 def fail(message: str) -> None:
@@ -124,51 +119,6 @@ def generate_command(
         typer.echo(response.text)
 
 
-BackendOption = Annotated[str, typer.Option("--backend", help="transformers (local) or openai (a serving engine).")]
-BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --backend openai (several: comma-separated).")]
-MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Token limit (default: the task's).")]
-ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
-SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
-
-
-# Options every image-task command shares, added to each command's own parameters.
-_COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "model": (ModelOption, DEFAULT_MODEL),
-    "profile": (ProfileOption, None),
-    "budget": (BudgetOption, None),
-    "max_new_tokens": (MaxTokensOption, None),
-    "thinking": (ThinkingOption, False),
-    "backend": (BackendOption, "transformers"),
-    "base_url": (BaseUrlOption, None),
-    "device": (DeviceOption, None),
-    "dtype": (DtypeOption, None),
-    "save": (SaveOption, None),
-    "progress": (ProgressOption, None),
-}
-
-
-def _check_zoom_text(zoom: str | None) -> str | None:
-    """Refuse a malformed --zoom at parse time (before any model is loaded)."""
-    from vistool.zoom import ZoomSettings
-
-    try:
-        ZoomSettings.parse(zoom)
-    except VistoolError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return zoom
-
-
-ZoomOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--zoom",
-        help="off, tiles or refine: several model calls for small objects and 4K screens; options after a colon, "
-        "e.g. tiles:tile=1024,overlap=0.25,whole=true or refine:depth=2,margin=0.5.",
-        callback=_check_zoom_text,
-    ),
-]
-
-
 # A command's task: its own options -> (TASKS name, task options), known before any model loads.
 TaskOf = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
@@ -177,11 +127,12 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
     """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
 
     The command gets `func`'s own arguments and options plus the shared ones (model,
-    profile, budget, max new tokens, thinking, backend, base URL, device, --save).
-    `task` names the task the options select. It loads the image first, then refuses a
-    task the model family cannot run and checks the budget and a `zoom` option against
-    that task (all before any model is loaded), runs the task, prints the result as JSON
-    and, with --save, writes the annotated image (with the zoom's tiles or crops framed).
+    profile, budget, max new tokens, thinking, --structured/--free, thought tokens,
+    backend, base URL, device, --save). `task` names the task the options select. It
+    loads the image first, then refuses a task the model family cannot run and checks the
+    budget and a `zoom` option against that task (all before any model is loaded), runs
+    the task, prints the result as JSON and, with --save, writes the annotated image (with
+    the zoom's tiles or crops framed).
     """
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -193,11 +144,11 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
         ]
         common = [
             inspect.Parameter(option, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
-            for option, (annotation, default) in _COMMON_OPTIONS.items()
+            for option, (annotation, default) in COMMON_OPTIONS.items()
         ]
 
         def command(**values: Any) -> None:
-            shared = {option: values.pop(option) for option in _COMMON_OPTIONS}
+            shared = {option: values.pop(option) for option in COMMON_OPTIONS}
             _run_image_task(func, task, values, **shared)
 
         command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
@@ -209,9 +160,9 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
 
 
 def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
-                    budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
-                    base_url: str | None, device: str | None, dtype: str | None, save: Path | None,
-                    progress: bool | None) -> None:
+                    budget: int | None, max_new_tokens: int | None, thinking: bool, structured: bool,
+                    thought_tokens: int | None, backend: str, base_url: str | None, device: str | None,
+                    dtype: str | None, save: Path | None, progress: bool | None) -> None:
     """Check the inputs before the model loads (the image, --save; the family, refusing a
     task it cannot run; the budget and zoom), then load the model, run with a token
     counter on stderr, print the result on stdout, then write the drawing."""
@@ -234,7 +185,7 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     if own.get("zoom") is not None:
         check_zoom(name, own["zoom"])
     vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, dtype=dtype, thinking=thinking,
-              profile=family)
+              profile=family, structured=structured, thought_tokens=thought_tokens)
     with token_progress(vt.backend, progress):
         result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
@@ -250,22 +201,12 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
             fail(f"--save {save}: cannot write the drawing: {exc.strerror or exc} (the result is printed above)")
 
 
-ImageArgument = Annotated[str, typer.Argument(help="Image path or URL.")]
-
-
-def _check_classes(classes: str | None) -> str | None:
-    """Refuse an empty --classes at parse time (before any model is loaded)."""
-    if classes is not None and not [name for name in classes.split(",") if name.strip()]:
-        raise typer.BadParameter("empty class list: give --classes a,b,c (or leave it out for all objects)")
-    return classes
-
-
 @image_task("detect", lambda own: ("detect", {"classes": own["classes"]}))
 def detect_command(
     vt, image: ImageArgument, settings: dict,
     classes: Annotated[
         Optional[str],
-        typer.Option("--classes", "-c", help="Comma-separated class names (default: all objects).", callback=_check_classes),
+        typer.Option("--classes", "-c", help="Comma-separated class names (default: all objects).", callback=check_classes),
     ] = None,
     zoom: ZoomOption = None,
 ):
@@ -361,7 +302,7 @@ def gui_command(
 @image_task("classify", lambda own: ("classify", {"labels": own["labels"]}))
 def classify_command(
     vt, image: ImageArgument, settings: dict,
-    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated labels to choose from.", callback=_check_classes)] = ...,
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated labels to choose from.", callback=check_classes)] = ...,
 ):
     """Classify an image: a probability for each label (each label's token log-probability, renormalised)."""
     return vt.classify(image, labels, **settings)
@@ -422,6 +363,8 @@ def annotate_command(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
+    structured: StructuredOption = True,
+    thought_tokens: ThoughtTokensOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     device: DeviceOption = None,
@@ -467,12 +410,13 @@ def demo_command(
     device: DeviceOption = None,
     dtype: DtypeOption = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline; of the --profile family if given.")] = False,
+    structured: StructuredOption = True,
 ) -> None:
     """Serve the Gradio demo app (the same as `python demos/app.py`)."""
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, dtype=dtype,
-          tiny=tiny, profile=profile)
+          tiny=tiny, profile=profile, structured=structured)
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -481,6 +425,10 @@ def eval_command(ctx: typer.Context) -> None:
 
     `vistool eval --help` lists the benchmarks, `vistool eval BENCHMARK --help` their options.
     """
+    if ctx.args[:1] == ["score"]:  # scoring a file needs no model: skip the heavy imports
+        from vistool.evaluation.score import main as score_main
+
+        raise typer.Exit(score_main(list(ctx.args[1:])))
     from vistool.evaluation.run import main as run_eval
 
     raise typer.Exit(run_eval(list(ctx.args)))

@@ -34,6 +34,7 @@ def serve(
     tiny: bool = False,
     max_queue: int = 32,
     profile: str | None = None,
+    structured: bool = True,
 ) -> None:
     """Load the model and serve the demo until interrupted.
 
@@ -42,8 +43,9 @@ def serve(
     (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
     public share link (off unless asked), the device and dtype for local runs, `tiny`
     (build a tiny random-weight model instead, of the `profile` family when given: its
-    answers are noise, for trying the UI offline), the queue length and the model family
-    profile (None: read from the checkpoint). Returns when the server stops. Raises
+    answers are noise, for trying the UI offline), the queue length, the model family
+    profile (None: read from the checkpoint) and whether answers are held to their JSON
+    schema by default (each tab has a checkbox). Returns when the server stops. Raises
     VistoolError when the address cannot be served (checked before the model loads) or
     the model cannot load.
     """
@@ -59,7 +61,7 @@ def serve(
 
         model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-"), family=profile or "gemma4"))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, profile=profile)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, profile=profile, structured=structured)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
     try:  # quiet: Gradio's own banner tells a script author to edit launch(); ours says what to type
@@ -84,7 +86,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line (`--model`, `--profile`, `--backend`, `--base-url`, `--host`,
-    `--port`, `--share`, `--device`, `--dtype`, `--tiny`, `--max-queue`) and serve the demo."""
+    `--port`, `--share`, `--device`, `--dtype`, `--tiny`, `--max-queue`, `--structured`) and serve the demo."""
     parser = argparse.ArgumentParser(description="vistool demo app (Gradio)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face id or local folder (served name for openai)")
     parser.add_argument("--profile", default=None, help="model family (default: read from the checkpoint)")
@@ -97,12 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default=None, help="bfloat16, float16 or float32 for a local model (default: per device)")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random model (noise answers) to try the UI offline")
     parser.add_argument("--max-queue", type=int, default=32, help="requests that may wait for the model")
+    parser.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
+                        help="hold answers to the task's JSON schema by default (--no-structured: free)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port,
               share=args.share, device=args.device, dtype=args.dtype, tiny=args.tiny, max_queue=args.max_queue,
-              profile=args.profile)
+              profile=args.profile, structured=args.structured)
     except VistoolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

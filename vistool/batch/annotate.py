@@ -95,6 +95,8 @@ class AnnotateConfig:
     profile: the model family (None: read from the checkpoint, see `resolve_profile`).
     engine: "local" (one process) or "ray" (vistool.engines; ray_address, ray_actors,
     ray_gpus_per_actor, or a whole `RayOptions` as `ray`, say how it runs).
+    structured: constrain answers to the task's JSON schema (the default; part of the
+    cache key, so free and constrained answers are never mixed up).
     """
 
     src: str
@@ -115,6 +117,8 @@ class AnnotateConfig:
     batch_size: int | None = None
     max_new_tokens: int | None = None
     thinking: bool = False
+    structured: bool = True
+    thought_tokens: int | None = None
     formats: Sequence[str] | None = None
     rescore: bool = False
     draw: bool = False

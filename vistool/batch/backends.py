@@ -78,4 +78,4 @@ def make_vistool(config: Any, family: Any = None) -> Any:
         if local:
             backend.announce = LOAD_REASON
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
-                   max_pixels=config.max_pixels)
+                   max_pixels=config.max_pixels, structured=config.structured, thought_tokens=config.thought_tokens)

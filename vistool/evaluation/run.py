@@ -51,7 +51,7 @@ from vistool.zoom import ZoomLike, ZoomSettings, check_zoom
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 BENCHMARKS: dict[str, str] = {
-    "coco": "COCO detection: ask for the dataset's classes on each image, score with pycocotools (AP, AR)",
+    "coco": "COCO detection: ask for the dataset's classes on each image, score AP and AR (pycocotools' numbers)",
     "screenspot": "GUI grounding on ScreenSpot v1/v2/Pro: the click must land in the target box",
     "ocr": "OCR: plain text against the reference (CER, WER, exact match)",
     "refexp": "Referring expressions (RefCOCO style): Acc@0.5, mean IoU, centre accuracy",
@@ -290,6 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--base-url", help="server URL for --backend openai")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int, help="token limit per answer (default: the task's)")
+    model.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
+                       help="constrain answers to the task's JSON schema (default); --no-structured or --free: free answers")
+    model.add_argument("--free", dest="structured", action="store_false", help=argparse.SUPPRESS)
     model.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: best available)")
     model.add_argument("--dtype", help="weights precision of a local model: bfloat16, float16 or float32 (default: bfloat16 on CUDA, float16 on MPS, float32 on CPU)")
     model.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the backend's batch for the budget, at most 64; 8 for a server)")
@@ -332,19 +335,6 @@ The input files are checked before any model loads. Answers are cached in OUT/an
 an interrupted run resumes, and --rescore scores again from the cache without a model.
 Exit codes: 0 scored; 1 nothing was evaluated (no prompt got an answer); 2 usage or input
 error; 130 interrupted, 143 terminated.
-"""
-
-SCORE_HELP = """usage: vistool eval score BENCHMARK ARGS...
-
-Score an existing predictions file with a benchmark's own scorer (no model runs).
-
-benchmarks:
-  coco GT.json RESULTS.json           COCO results json against an instances json
-  screenspot PREDICTIONS.jsonl        a self-contained ScreenSpot log, or --annotations A with {id, pred} lines
-  ocr GT.jsonl PREDICTIONS.jsonl      predicted texts against references
-  refexp GT.jsonl PREDICTIONS.jsonl   predicted boxes against targets
-
-`vistool eval score BENCHMARK --help` lists each scorer's options.
 """
 
 
@@ -409,26 +399,10 @@ def _read_inputs(args: argparse.Namespace) -> Any:
 
 
 def _score_existing(argv: list[str]) -> int:
-    """Score an existing predictions file with the benchmark's own scorer CLI
-    (`vistool.evaluation.<name> score ...`); `score --help` lists them."""
-    import importlib
+    """Score an existing predictions file (`vistool eval score BENCHMARK ...`; see `vistool.evaluation.score`)."""
+    from vistool.evaluation.score import main as score_main
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(SCORE_HELP, end="")
-        return 0
-    benchmark = argv[0]
-    if benchmark not in ("coco", "screenspot", "ocr", "refexp"):
-        print(f"error: unknown benchmark {benchmark!r} to score; use coco, screenspot, ocr or refexp "
-              "(see 'vistool eval score --help')", file=sys.stderr)
-        return 2
-    scorer = importlib.import_module(f"vistool.evaluation.{benchmark}").main
-    try:
-        return int(scorer(["score", *argv[1:]]) or 0)
-    except SystemExit as exc:  # argparse: usage error or help
-        return int(exc.code or 0)
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return score_main(argv)
 
 
 def _family(args: argparse.Namespace) -> tuple[str, ModelProfile]:
@@ -460,9 +434,11 @@ def _model(args: argparse.Namespace, model: str, family: ModelProfile, engine: s
     if args.budget is not None:
         family.check_budget(args.budget)
     if args.rescore:
-        return Vistool(CacheOnlyBackend(model, family.name), budget=args.budget, max_new_tokens=args.max_new_tokens)
+        return Vistool(CacheOnlyBackend(model, family.name), budget=args.budget, max_new_tokens=args.max_new_tokens,
+                       structured=args.structured)
     return load(model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                dtype=args.dtype, max_new_tokens=args.max_new_tokens, profile=family, lazy=engine == "ray")
+                dtype=args.dtype, max_new_tokens=args.max_new_tokens, profile=family, lazy=engine == "ray",
+                structured=args.structured)
 
 
 if __name__ == "__main__":
