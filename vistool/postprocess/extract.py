@@ -12,13 +12,25 @@ fails, a small bracket scanner (quote-aware) finds the structure and the span of
 item; each closed item is decoded on its own, by `json.loads` or, when that fails, by the
 json_repair library. An item the text never closes was cut off: it is dropped and
 reported, never "completed" into made-up coordinates.
+
+Bounded work: every step is linear in the answer's length, so hostile text (random
+bytes, a label full of escaped quotes, deep nesting) costs about as much per kilobyte
+as a real answer. Only the first MAX_ANSWER_CHARS characters are read. json_repair is
+the one costly step (2-5 microseconds per character on item-like text, quadratic on
+text full of stray quotes, and more per call the deeper objects nest), so it only sees
+text that could become an item: an object that names one of the item keys, or a list
+of numbers, up to MAX_REPAIR_CHARS long and MAX_REPAIR_DEPTH brackets deep, each
+charged `repair_cost` against the answer's repair budget (REPAIR_BUDGET_FACTOR times its
+length, plus REPAIR_BUDGET_BASE). Anything else is decoded strictly or dropped as
+unparseable, with the reason. An object is opened as a wrapper without decoding it when
+none of the item keys appears in its own text (outside its children).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -45,7 +57,26 @@ _FENCE_TAG = re.compile(r"[A-Za-z0-9_+\-]*[ \t]*\r?\n?")
 _CHANNEL_NAME = re.compile(r"^\s*thought\s*\n?")
 # Strings in either quote, brackets, and a lone double quote (an unterminated string).
 _MAX_DEPTH = 64  # real answers nest 2-4 deep; this bounds the recursion on junk
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\[\]{}"]', re.S)
+# The third alternative matches only where the second fails: a single quote that opens no
+# string on its line (see `_tokens`).
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?P<open_single>\'(?:[^\'\\\n]|\\.)*)|[\[\]{}"]', re.S)
+_TOKEN_NO_SINGLE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}"]', re.S)
+_WHOLE_TRIES = 3  # values per region decoded as "the value fills the region" (one slice of the region each)
+
+# Work bounds (see the module docstring). A real answer is at most a few tens of KB and
+# a real item a few hundred characters.
+MAX_ANSWER_CHARS = 1_000_000
+MAX_REPAIR_CHARS = 4_096
+MAX_REPAIR_DEPTH = 8  # an item with a box list is 2 deep, with a list of corner points 3
+REPAIR_BUDGET_FACTOR = 2
+REPAIR_BUDGET_BASE = 4_096
+_QUOTES = re.compile(r"[\"']")
+_QUOTE_ESCAPED = re.compile(r"\\[\"']")
+_QUOTE_OPENING = re.compile(r"[{\[,:][ \t\r\n]*[\"']")
+_QUOTE_CLOSING = re.compile(r"[\"'][ \t\r\n]*[,:}\]]")
+_NOT_A_NUMBER_LIST = re.compile(r"[^-+.0-9eE,\"' \t\r\n\[\]]")
+_STRAYS_PER_PASS = 16  # one more pass over the piece per this many stray quotes
+_CHARS_PER_LEVEL = 32  # what each level of object nesting adds to a piece's cost
 
 
 @dataclass
@@ -158,20 +189,48 @@ def extract_json_items(
     Takes the raw answer, the keys that mark an object as an item (e.g. {"box_2d"}; an
     object without any of them that holds a list of objects is a wrapper and is opened),
     and the thinking-channel markers to skip. Returns an `Extraction`: the items with
-    their spans in `text`, plus diagnostics. Never raises on any string.
+    their spans in `text`, plus diagnostics. Never raises on any string. Reads at most
+    MAX_ANSWER_CHARS characters (the rest is reported as one truncated drop).
     """
     found = Extraction()
     keys = tuple(item_keys)
+    limit = min(len(text), MAX_ANSWER_CHARS)
+    budget = _RepairBudget(REPAIR_BUDGET_FACTOR * limit + REPAIR_BUDGET_BASE)
     for start, end in answer_regions(text, thought_markers, found.diagnostics):
+        end = min(end, limit)
+        if start >= end:
+            continue
         fences = fenced_regions(text, start, end)
         if fences is not None:
             before = len(found.items) + len(found.diagnostics.dropped)
             for fence_start, fence_end in fences:
-                _scan_region(text, fence_start, fence_end, keys, found)
+                _scan_region(text, fence_start, fence_end, keys, found, budget)
             if len(found.items) + len(found.diagnostics.dropped) > before:
                 continue  # the fences held the answer; prose around them is ignored
-        _scan_region(text, start, end, keys, found)
+        _scan_region(text, start, end, keys, found, budget)
+    if limit < len(text):
+        found.diagnostics.truncated = True
+        found.diagnostics.drop(
+            TRUNCATED, f"the answer is {len(text)} characters long; only the first {limit} are read",
+            snippet(text, limit, len(text)), (limit, len(text)),
+        )
     return found
+
+
+class _RepairBudget:
+    """How many more characters json_repair may be given for one answer."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def take(self, chars: int) -> bool:
+        """Spend `chars` when they are left; return whether they were."""
+        if chars > self.left:
+            return False
+        self.left -= chars
+        return True
 
 
 def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
@@ -184,32 +243,37 @@ def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
     return False
 
 
-def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction) -> None:
+def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction, budget: _RepairBudget) -> None:
     """Add every item of every JSON value in text[start:end] to `found`."""
     pos = start
+    whole_tries = _WHOLE_TRIES
     while pos < end:
         match = _OPEN.search(text, pos, end)
         if match is None:
             return
         begin = match.start()
-        fast = _fast_value(text, begin, end, keys)
+        fast = _fast_value(text, begin, end, keys, whole=whole_tries > 0)
+        whole_tries -= 1
         if fast is not None:
             values, spans, pos = fast
             found.items.extend(values)
             found.spans.extend(spans)
             continue
-        pos = _slow_value(text, begin, end, keys, found)
+        pos = _slow_value(text, begin, end, keys, found, budget)
 
 
-def _fast_value(text: str, begin: int, end: int, keys: Sequence[str]) -> tuple[list[Any], list[Span], int] | None:
+def _fast_value(
+    text: str, begin: int, end: int, keys: Sequence[str], whole: bool = True
+) -> tuple[list[Any], list[Span], int] | None:
     """Decode strict JSON at `begin`: a list of items, or one item object.
 
     Returns (items, spans, end of the value), or None when the text is not strict JSON
-    of that shape (the slow path then takes over). The whole value is decoded at C speed;
-    item spans are the brace pairs when every brace in the value belongs to a flat item
-    object, else they come from decoding the elements one by one.
+    of that shape (the slow path then takes over). The whole value is decoded at C speed
+    (`whole`: first as the value filling the region, see `_decode_at`); item spans are
+    the brace pairs when every brace in the value belongs to a flat item object, else
+    they come from decoding the elements one by one.
     """
-    value, stop = _decode_at(text, begin, end)
+    value, stop = _decode_at(text, begin, end, whole)
     if value is None or stop > end:
         return None
     if type(value) is dict:
@@ -304,14 +368,15 @@ def loads_strict(text: str, start: int, end: int) -> tuple[Any, int, int]:
         return None, start, start
 
 
-def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:
+def _decode_at(text: str, begin: int, end: int, whole: bool = True) -> tuple[Any, int]:
     """Decode the strict JSON value at `begin`; return (value, end of value), or (None, begin).
 
-    When the value fills the region up to `end` (the usual fenced answer), orjson decodes
-    it when installed (several times faster); otherwise the standard library's scanner
-    finds where the value ends.
+    With `whole`, when the value fills the region up to `end` (the usual fenced answer),
+    orjson decodes it when installed (several times faster); otherwise the standard
+    library's scanner finds where the value ends. (Trying the whole rest of the region
+    costs a copy of it, so a region tries it for its first few values only.)
     """
-    if _orjson_loads is not None:
+    if whole and _orjson_loads is not None:
         stop = end
         while stop > begin and text[stop - 1] in " \t\r\n":
             stop -= 1
@@ -344,7 +409,7 @@ def _element_spans(text: str, begin: int, count: int) -> list[Span] | None:
 class _Node:
     """A bracket pair found by the scanner: `open` is "[" or "{"; `end` is None when unclosed."""
 
-    __slots__ = ("open", "start", "end", "children", "broken")
+    __slots__ = ("open", "start", "end", "children", "broken", "wrapper")
 
     def __init__(self, open_char: str, start: int) -> None:
         self.open = open_char
@@ -352,6 +417,37 @@ class _Node:
         self.end: int | None = None
         self.children: list[_Node] = []
         self.broken = False  # closed by a mismatched bracket
+        self.wrapper: bool | None = None  # `_is_wrapper`, once decided
+
+
+def _tokens(text: str, begin: int, end: int) -> Iterator[re.Match[str]]:
+    """Yield the strings and brackets of text[begin:end] (what `_TOKEN` matches there), in linear time.
+
+    A single quote that opens no string before its line ends is a plain character (an
+    apostrophe); so is every single quote the failed attempt passed over, because a
+    string started at any of them would end the same way (each was the escaped half of
+    a backslash pair). Those stretches are scanned for brackets and double-quoted
+    strings only, so a line full of `\\'` costs one pass instead of one per quote.
+    """
+    pos = begin
+    quiet = -1  # single quotes before this position cannot open a string
+    while pos < end:
+        if pos < quiet:
+            match = _TOKEN_NO_SINGLE.search(text, pos, end)
+            if match is None:
+                return
+            if match.start() >= quiet:  # past the stretch: single quotes count again
+                pos, quiet = quiet, -1
+                continue
+        else:
+            match = _TOKEN.search(text, pos, end)
+            if match is None:
+                return
+            if match.lastgroup == "open_single":
+                pos, quiet = match.start() + 1, match.end()
+                continue
+        yield match
+        pos = match.end()
 
 
 def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
@@ -364,7 +460,7 @@ def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
     """
     root = _Node(text[begin], begin)
     stack = [root]
-    for match in _TOKEN.finditer(text, begin + 1, end):
+    for match in _tokens(text, begin + 1, end):
         pos = match.start()
         char = text[pos]
         if char == '"' or char == "'":
@@ -394,12 +490,58 @@ def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
     return root, end
 
 
-def _loads(piece: str, diagnostics: Diagnostics) -> Any:
-    """Decode one item's text: strict JSON first, json_repair when that fails; None if neither."""
+def repair_cost(piece: str, object_depth: int = 1) -> int:
+    """Return what repairing `piece` is charged, in characters.
+
+    Its length, plus _CHARS_PER_LEVEL per level of objects nested in objects
+    (`object_depth` 1: none), times one plus its stray quotes / _STRAYS_PER_PASS. A stray
+    quote has no bracket, comma or colon next to it (spaces aside) and no backslash
+    before it (an apostrophe, a quote inside a string, junk): json_repair looks ahead
+    for the real end of a string at each one.
+    """
+    base = len(piece) + _CHARS_PER_LEVEL * max(0, object_depth - 1)
+    quotes = len(_QUOTES.findall(piece))
+    if not quotes:
+        return base
+    placed = len(_QUOTE_ESCAPED.findall(piece)) + len(_QUOTE_OPENING.findall(piece)) + len(_QUOTE_CLOSING.findall(piece))
+    return base + base * max(0, quotes - placed) // _STRAYS_PER_PASS
+
+
+def _repair_refusal(piece: str, node: "_Node", keys: Sequence[str], budget: _RepairBudget) -> str | None:
+    """Say why `piece` (the text of `node`) is not given to json_repair, or None when it may be."""
+    if len(piece) > MAX_REPAIR_CHARS:
+        return f"too long to repair ({len(piece)} characters; items of at most {MAX_REPAIR_CHARS} are repaired)"
+    if node.open == "{" and keys and not any(key in piece for key in keys):
+        return f"it names none of the item keys ({', '.join(keys)})"
+    if node.open == "[" and _NOT_A_NUMBER_LIST.search(piece):
+        return "it is not a list of numbers"
+    if _depth(node, MAX_REPAIR_DEPTH + 1, "[{") > MAX_REPAIR_DEPTH:
+        return f"nested too deep to repair (more than {MAX_REPAIR_DEPTH} brackets)"
+    if repair_cost(piece, _depth(node, MAX_REPAIR_DEPTH, "{")) > budget.left:
+        return "the answer's repair budget is spent (too much text that is not JSON)"
+    return None
+
+
+def _depth(node: "_Node", limit: int, opens: str) -> int:
+    """How deep brackets of the kinds in `opens` nest from `node` (itself counted when it is one), up to `limit`."""
+    own = 1 if node.open in opens else 0
+    if limit <= own or not node.children:
+        return own
+    return own + max(_depth(child, limit - own, opens) for child in node.children)
+
+
+def _loads(piece: str, diagnostics: Diagnostics, budget: _RepairBudget, node: "_Node", keys: Sequence[str]) -> Any:
+    """Decode one item's text: strict JSON first, json_repair when that fails; None if neither.
+
+    json_repair runs only when `_repair_refusal` allows it, and spends `repair_cost`.
+    """
     try:
         return json.loads(piece)
     except (ValueError, RecursionError):
         pass
+    if _repair_refusal(piece, node, keys, budget) is not None:
+        return None
+    budget.take(repair_cost(piece, _depth(node, MAX_REPAIR_DEPTH, "{")))
     try:
         value = json_repair.loads(piece)
     except Exception:  # json_repair is a third-party heuristic; never let it crash a parse
@@ -408,41 +550,66 @@ def _loads(piece: str, diagnostics: Diagnostics) -> Any:
     return value
 
 
-def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
+def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
     """True for a list of objects, or for an object that wraps one."""
     if node.open == "[":
         return any(child.open == "{" for child in node.children)
-    return bool(node.children) and _is_wrapper(node, text, keys, diagnostics)
+    return bool(node.children) and _is_wrapper(node, text, keys, diagnostics, budget)
 
 
-def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
-    """True when an object node holds a list of objects (or such a wrapper) and is not itself an item."""
-    holds_items = any(_holds_items(child, text, keys, diagnostics) for child in node.children)
+def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
+    """True when an object node holds a list of objects (or such a wrapper) and is not itself an item.
+
+    Decided once per node (a wrapper's children are asked again while it is opened).
+    """
+    if node.wrapper is None:
+        node.wrapper = _decide_wrapper(node, text, keys, diagnostics, budget)
+    return node.wrapper
+
+
+def _decide_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
+    """`_is_wrapper`, computed."""
+    holds_items = any(_holds_items(child, text, keys, diagnostics, budget) for child in node.children)
     if not holds_items:
         return False
-    if node.end is None or not keys:
+    if node.end is None or not keys or not _names_a_key(node, text, keys):
         return True
-    value = _loads(text[node.start : node.end], diagnostics)
+    value = _loads(text[node.start : node.end], diagnostics, budget, node, keys)
     return not (isinstance(value, dict) and _has_key(value, keys))
 
 
-def _collect(node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics) -> None:
+def _names_a_key(node: _Node, text: str, keys: Sequence[str]) -> bool:
+    """True when one of `keys` appears in the node's own text (outside its children's brackets)."""
+    assert node.end is not None
+    pos = node.start + 1
+    for child in node.children:
+        if any(text.find(key, pos, child.start) >= 0 for key in keys):
+            return True
+        if child.end is None:
+            return False
+        pos = child.end
+    return any(text.find(key, pos, node.end) >= 0 for key in keys)
+
+
+def _collect(
+    node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics, budget: _RepairBudget
+) -> None:
     """Append the item nodes under `node` to `leaves`, opening lists and wrappers."""
     if node.open == "[":
         if not node.children:
             leaves.append(node)
         for child in node.children:
-            _collect(child, text, keys, leaves, diagnostics)
-    elif _is_wrapper(node, text, keys, diagnostics):
+            _collect(child, text, keys, leaves, diagnostics, budget)
+    elif _is_wrapper(node, text, keys, diagnostics, budget):
         diagnostics.repair("unwrapped an object holding the item list")
         for child in node.children:
-            if _holds_items(child, text, keys, diagnostics):
-                _collect(child, text, keys, leaves, diagnostics)
+            if _holds_items(child, text, keys, diagnostics, budget):
+                _collect(child, text, keys, leaves, diagnostics, budget)
     else:
         leaves.append(node)
 
 
-def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction) -> int:
+def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction, budget: _RepairBudget) -> int:
     """Salvage the items of the (possibly malformed or truncated) value at `begin`.
 
     Adds items and drops to `found`; returns the position after the value.
@@ -450,7 +617,7 @@ def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Ext
     diagnostics = found.diagnostics
     root, stop = _scan_tree(text, begin, end)
     leaves: list[_Node] = []
-    _collect(root, text, keys, leaves, diagnostics)
+    _collect(root, text, keys, leaves, diagnostics, budget)
     if root.end is None and (root.children or _DIGIT.search(text, begin, stop)):
         diagnostics.truncated = True
     for node in leaves:
@@ -464,11 +631,15 @@ def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Ext
         if node is root and not _DIGIT.search(text, node.start, node.end):
             continue  # prose in brackets, not inside a list of items: nothing to report
         piece = text[node.start : node.end]
-        value = _loads(piece, diagnostics)
+        refusal = _repair_refusal(piece, node, keys, budget)
+        value = _loads(piece, diagnostics, budget, node, keys)
         span = (node.start, node.end)
         if not isinstance(value, (dict, list)) or not value:
             reason = UNPARSEABLE if not isinstance(value, (dict, list)) else NOT_AN_ITEM
-            diagnostics.drop(reason, "not a JSON object or list, even after repair", snippet(piece, 0), span)
+            detail = "not a JSON object or list, even after repair"
+            if refusal is not None and reason == UNPARSEABLE:
+                detail = f"not valid JSON, and {refusal}"
+            diagnostics.drop(reason, detail, snippet(piece, 0), span)
             continue
         if node.broken:
             diagnostics.repair("closed a bracket the model left open")
