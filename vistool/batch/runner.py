@@ -9,8 +9,10 @@ folder) and the benchmark evaluators (a prompt per image).
     for outcome in report.outcomes:       # input order
         outcome.status, outcome.result, outcome.reason
 
-How a run goes: a small thread pool reads each file ahead of the model, hashes its bytes
-and decodes it only when its answer is not cached (so the model never waits on image
+How a run goes: a small thread pool reads each file ahead of the model, checks it (a
+regular file within the size cap, an image header; a pipe, a device or a 6 GB non-image
+is one failed item, never a hang or a MemoryError), hashes its bytes in chunks and
+decodes it only when its answer is not cached (so the model never waits on image
 decoding, and a fully cached re-run decodes nothing). Answers are appended to the cache
 (fsync'd) after every batch, then interpreted from the cached record, so a fresh result
 and a cached one are built from the very same bytes. One item's failure (unreadable file,
@@ -34,9 +36,9 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from vistool.api import Vistool
-from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
+from vistool.batch.cache import AnswerCache, cache_key, key_fields, make_record
 from vistool.errors import ImageLoadError, VistoolError
-from vistool.io.images import LoadedImage, load_image
+from vistool.io.images import LoadedImage, image_file_sha256, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
@@ -325,19 +327,18 @@ class BatchRunner:
         assert prepared.spec is not None and prepared.request is not None
         path = Path(prepared.item.image)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            prepared.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
+            digest = image_file_sha256(path, max_pixels=self.vt.max_pixels)
+        except ImageLoadError as exc:
+            prepared.failure = ("read", str(exc))
             return prepared
-        prepared.fields = key_fields(file_sha256(data), prepared.spec.name, prepared.request, self.vt.backend.model_id)
+        prepared.fields = key_fields(digest, prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
             return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
         try:
-            loaded = load_image(data, max_pixels=self.vt.max_pixels)
+            loaded = load_image(path, max_pixels=self.vt.max_pixels)
         except ImageLoadError as exc:
-            message = str(exc).replace(f"<bytes {len(data)}>", str(path), 1)
-            prepared.failure = ("read", message)
+            prepared.failure = ("read", str(exc))
             return prepared
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vistool.errors import ImageLoadError
+from vistool.io.files import FileCheckError, open_regular_file, sha256_of
 
 # Images with more pixels than this are refused unless `max_pixels` says otherwise.
 # Change it here (``vistool.io.images.DEFAULT_MAX_PIXELS = ...``); it is read at call time.
@@ -127,21 +128,49 @@ def load_image(
 # --- one loader per input kind ---------------------------------------------------------
 
 
-def _load_path(path: str | bytes, limit: int) -> LoadedImage:
-    source = os.fsdecode(path)
+def image_file_sha256(path: str | os.PathLike, *, max_pixels: int | None = None) -> str:
+    """Check that a path is an image file, without decoding it, and return its sha256.
+
+    Takes the path and the pixel limit (default `DEFAULT_MAX_PIXELS`). Checks, before
+    reading the file's bytes: a regular file (not a pipe, device, folder or broken link)
+    within `vistool.io.files.MAX_FILE_BYTES`, not empty, whose header Pillow recognises,
+    with at most `max_pixels` pixels. Returns the hex sha256 of its bytes, read in
+    chunks (never the whole file in memory). Raises `ImageLoadError`
+    (``cannot load image <path>: <reason>``).
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    source = os.fsdecode(os.fspath(path))
+    handle, size = _open_file(source)
+    with handle:
+        if size == 0:
+            raise _error(source, "file is empty (0 bytes)")
+        with _open_header(handle, source, limit):
+            pass
+        try:
+            handle.seek(0)
+            return sha256_of(handle)
+        except OSError as e:
+            raise _error(source, str(e.strerror or e)) from e
+
+
+def _open_file(source: str) -> tuple[io.BufferedReader, int]:
+    """Open an image path when it is a regular file within the size cap; return (handle, size)."""
     if not source:
         raise _error("''", "empty path")
-    full = os.path.expanduser(source)
-    if not os.path.exists(full):
-        raise _error(source, "no such file")
-    if os.path.isdir(full):
-        raise _error(source, "is a directory, not an image file")
     try:
-        size = os.path.getsize(full)
-        with open(full, "rb") as f:
+        return open_regular_file(os.path.expanduser(source), what="image file")  # type: ignore[return-value]
+    except FileCheckError as e:
+        raise _error(source, str(e)) from e
+
+
+def _load_path(path: str | bytes, limit: int) -> LoadedImage:
+    source = os.fsdecode(path)
+    handle, size = _open_file(source)
+    try:
+        with handle:
             # Pillow decodes through this handle, closed on return; the returned image
             # is fully decoded and never refers to it.
-            return _load_encoded(f, source, limit, empty=size == 0)
+            return _load_encoded(handle, source, limit, empty=size == 0)
     except OSError as e:
         raise _error(source, str(e.strerror or e)) from e
 
@@ -169,6 +198,19 @@ def _load_encoded(fp: io.IOBase, source: str, limit: int, *, empty: bool) -> Loa
     """Decode an image file object: header check, full decode, orientation, RGB."""
     if empty:
         raise _error(source, "file is empty (0 bytes)")
+    opened = _open_header(fp, source, limit)
+    with opened:
+        try:
+            opened.load()  # full decode: truncated or corrupt data fails here
+        except Exception as e:
+            reason = f"truncated or corrupt image data ({_describe(e)})"
+            raise _error(source, reason) from e
+        rgb = _oriented_rgb(opened, source)
+    return LoadedImage(rgb, rgb.width, rgb.height, source)
+
+
+def _open_header(fp: io.IOBase, source: str, limit: int) -> Image.Image:
+    """Open an image file object without decoding its pixels; check the format and the pixel limit."""
     try:
         # Our own check below replaces Pillow's warning band; its hard error still fires.
         # (catch_warnings is process-wide; at worst a concurrent thread's warning filter
@@ -183,16 +225,12 @@ def _load_encoded(fp: io.IOBase, source: str, limit: int, *, empty: bool) -> Loa
         raise _error(source, _pil_bomb_reason(e, limit)) from e
     except Exception as e:  # Pillow raises many types on malformed headers
         raise _error(source, f"unreadable image header ({_describe(e)})") from e
-
-    with opened:
+    try:
         _check_pixels(opened.width, opened.height, limit, source)  # header only, nothing decoded yet
-        try:
-            opened.load()  # full decode: truncated or corrupt data fails here
-        except Exception as e:
-            reason = f"truncated or corrupt image data ({_describe(e)})"
-            raise _error(source, reason) from e
-        rgb = _oriented_rgb(opened, source)
-    return LoadedImage(rgb, rgb.width, rgb.height, source)
+    except ImageLoadError:
+        opened.close()
+        raise
+    return opened
 
 
 def _load_pil(image: Image.Image, limit: int) -> LoadedImage:
@@ -319,5 +357,6 @@ __all__ = [
     "MAX_URL_BYTES",
     "ImageInput",
     "LoadedImage",
+    "image_file_sha256",
     "load_image",
 ]
