@@ -17,11 +17,15 @@ decoding, and a fully cached re-run decodes nothing). Answers are appended to th
 (fsync'd) after every batch, then interpreted from the cached record, so a fresh result
 and a cached one are built from the very same bytes. One item's failure (unreadable file,
 model error, unusable answer) is recorded in its `Outcome` and never stops the others.
+A cached record that cannot be read back (a corrupted line with a valid key) counts as
+absent: the item is asked again, the new answer replaces it, and the report counts it
+(`RunReport.unreadable_records`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -43,6 +47,8 @@ from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
 from vistool.zoom import ZoomSettings
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["done", "cached", "failed"]
 # Where an item failed: reading the image, its options, the model call, the answer, or
@@ -99,11 +105,13 @@ class Outcome:
 
 @dataclass
 class RunReport:
-    """The outcome of every item (in input order), the model calls made and the wall time."""
+    """The outcome of every item (in input order), the model calls made, the wall time, and
+    how many cached records could not be read back (asked again, or with cache_only failed)."""
 
     outcomes: list[Outcome]
     model_calls: int
     seconds: float
+    unreadable_records: int = 0
 
     def count(self, status: Status) -> int:
         """Return how many items ended with `status`."""
@@ -124,6 +132,7 @@ class RunReport:
             "failed": self.count("failed"),
             "failed_by_stage": dict(sorted(Counter(o.stage for o in self.failures if o.stage).items())),
             "model_calls": self.model_calls,
+            "unreadable_cached_answers": self.unreadable_records,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
         }
@@ -146,6 +155,7 @@ class PreparedItem:
     key: str | None = None
     image: LoadedImage | None = None
     failure: tuple[Stage, str] | None = None
+    unreadable: str | None = None  # why its cached record could not be read back
 
 
 DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
@@ -205,6 +215,7 @@ class BatchRunner:
         self.progress = progress
         self.description = description
         self.model_calls = 0
+        self._unreadable: set[str] = set()  # keys whose cached record could not be read back
 
     # ---------------------------------------------------------------- public
     def run(self, items: Iterable[WorkItem]) -> RunReport:
@@ -212,6 +223,7 @@ class BatchRunner:
         work = list(items)
         start = time.perf_counter()
         calls_before = self.model_calls
+        self._unreadable = set()
         outcomes: list[Outcome | None] = [None] * len(work)
         batch: list[PreparedItem] = []
         bar = tqdm(
@@ -248,7 +260,7 @@ class BatchRunner:
         finally:
             bar.close()
         final = [outcome for outcome in outcomes if outcome is not None]
-        return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start)
+        return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start, len(self._unreadable))
 
     # ------------------------------------------------------------ preparing
     def zoom_of(self, item: WorkItem) -> ZoomSettings:
@@ -334,7 +346,14 @@ class BatchRunner:
         prepared.fields = key_fields(digest, prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
-            return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
+            problem = record_problem(self.cache.get(prepared.key))
+            if problem is None:
+                return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
+            prepared.unreadable = problem
+            if not self.cache_only:
+                self.cache.discard(prepared.key)  # asked again; the new answer replaces the record
+            logger.warning("the cached answer for %s in %s cannot be read (%s); %s", path, self.cache.path, problem,
+                           "leaving it out" if self.cache_only else "asking the model again")
         try:
             loaded = load_image(path, max_pixels=self.vt.max_pixels)
         except ImageLoadError as exc:
@@ -348,12 +367,18 @@ class BatchRunner:
 
         Returns its outcome, or None when it must go to the model (its image is loaded).
         """
+        if prepared.unreadable is not None:
+            assert prepared.key is not None
+            self._unreadable.add(prepared.key)
         if prepared.failure is not None:
             return self.failed(prepared, *prepared.failure)
         assert prepared.key is not None
         record = self.cache.get(prepared.key) if self.cache is not None else None
-        if record is not None:
-            return self._from_record(prepared, record, "cached")
+        if record is not None and (prepared.unreadable is None or record_problem(record) is None):
+            return self._from_record(prepared, record, "cached")  # (an unreadable one may have been re-asked since)
+        if self.cache_only and prepared.unreadable is not None:
+            return self.failed(prepared, "cache", f"the cached answer cannot be read ({prepared.unreadable}); "
+                                "run without --rescore to ask the model again")
         if self.cache_only:
             return self.failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
         assert prepared.image is not None  # only cached items skip decoding, and the cache only grows
@@ -437,6 +462,37 @@ class BatchRunner:
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
 
+def record_problem(record: Mapping[str, Any] | None) -> str | None:
+    """Say why a cached record cannot be turned back into an answer, or None when it can.
+
+    Takes what `AnswerCache.get` returned. The record must hold a response that
+    `GenerationResponse.from_dict` rebuilds, with text fields that are strings, and the
+    image size as two positive whole numbers. (Whether the answer itself is usable is
+    `answer_problem`'s question, asked later.)
+    """
+    if record is None:
+        return "the line is no longer readable"
+    try:
+        response = GenerationResponse.from_dict(record["response"])
+        width, height = record["image_size"]
+        if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height:
+            return f"image_size is not two whole numbers: {record['image_size']!r}"
+        if width < 1 or height < 1:
+            return f"image_size is not positive: {record['image_size']!r}"
+    except Exception as exc:  # any shape of damage: a missing field, a wrong type, a string for a dict
+        return f"{type(exc).__name__}: {exc}"
+    for name in ("text", "raw_text"):
+        if not isinstance(getattr(response, name), str):
+            return f"response.{name} is not a string"
+    if response.thought is not None and not isinstance(response.thought, str):
+        return "response.thought is not a string"
+    if response.logprobs is not None and not all(
+        isinstance(entry.logprob, (int, float)) and isinstance(entry.offset, int) for entry in response.logprobs
+    ):
+        return "response.logprobs hold values that are not numbers"
+    return None
+
+
 def answer_problem(result: TaskResult) -> str | None:
     """Say why a model answer is unusable, or None when it is usable.
 
@@ -463,4 +519,4 @@ def answer_problem(result: TaskResult) -> str | None:
     return None
 
 
-__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem"]
+__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem", "record_problem"]

@@ -273,6 +273,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one benchmark from the command line; print the markdown report; return the exit code."""
     from vistool.api import load
+    from vistool.batch.outpaths import check_writable_folder
     from vistool.errors import VistoolError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -286,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.engine = check_engine(args.engine, args.backend)
         task = {"coco": "detect", "screenspot": "gui_ground", "ocr": "ocr", "refexp": "ground"}[args.benchmark]
         options.item_settings(task)  # an unsupported or malformed zoom fails before the model loads
+        check_writable_folder(args.out, ["answers.jsonl", "report.json", "report.md", "results.json", "predictions.json"])
         vt = _model(args, load)
         if args.benchmark == "coco":
             categories = [name.strip() for name in args.categories.split(",")] if args.categories else None
