@@ -50,6 +50,7 @@ def load(
     max_pixels: int | None = None,
     zoom: ZoomLike = None,
     lazy: bool = False,
+    allow_urls: bool = False,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -64,7 +65,9 @@ def load(
     to the tasks that support its mode), `lazy` (load the weights on the first call
     instead of now, so that a task the family cannot run is refused without loading
     them; the backend is a picklable `DeferredBackend`, and with the Ray engine,
-    vistool.engines, each worker builds its own) and further backend options. Several
+    vistool.engines, each worker builds its own), whether image arguments may be http(s)
+    URLs to fetch (`allow_urls`, off by default) and further backend options (for
+    "openai": timeout=, retries=, api_key_env=, max_response_bytes=, ...). Several
     server addresses (a list, or comma-separated) spread requests over them. Raises
     ModelLoadError when the model cannot be loaded, UnknownFamilyError for a checkpoint
     of an unknown architecture.
@@ -79,7 +82,8 @@ def load(
     recipe = BackendRecipe(model, backend, tuple(split_base_urls(base_url)), device, dtype, batch_size, family.name,
                            dict(backend_options))
     runner: Backend = DeferredBackend(recipe) if lazy else recipe.build()
-    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom)
+    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom,
+                   allow_urls=allow_urls)
 
 
 class Vistool:
@@ -88,8 +92,10 @@ class Vistool:
     Takes the backend, and defaults for every call: image-token budget (None: the task's
     default), max new tokens (None: the task's), decoding (greedy), thinking, whether to
     ask for log-probs (they give detections a confidence), the pixel limit for images,
-    and the zoom (`vistool.zoom.ZoomSettings` or its text; a task whose zoom modes do not
-    include it runs unzoomed, while a per-call `zoom=` it does not support is an error).
+    the zoom (`vistool.zoom.ZoomSettings` or its text; a task whose zoom modes do not
+    include it runs unzoomed, while a per-call `zoom=` it does not support is an error),
+    and whether a string image may be an http(s) URL to fetch (`allow_urls`; off, so
+    that user strings passed through cannot make the application fetch from its network).
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Vistool:
         logprobs: bool = True,
         max_pixels: int | None = None,
         zoom: ZoomLike = None,
+        allow_urls: bool = False,
     ) -> None:
         self.backend = backend
         self.profile = get_profile(backend.profile_name)
@@ -115,6 +122,7 @@ class Vistool:
         )
         self.max_pixels = max_pixels
         self.zoom = ZoomSettings.parse(zoom)
+        self.allow_urls = allow_urls
 
     # ------------------------------------------------------------------ engine
     def zoom_for(self, task: str, zoom: ZoomLike = None) -> ZoomSettings:
@@ -161,7 +169,7 @@ class Vistool:
         loaded: list[LoadedImage | TaskResult] = []
         for item in inputs:
             try:
-                loaded.append(load_image(item, max_pixels=self.max_pixels))
+                loaded.append(load_image(item, max_pixels=self.max_pixels, allow_urls=self.allow_urls))
             except VistoolError as error:
                 if single:
                     raise
@@ -246,7 +254,7 @@ class Vistool:
         results = []
         for item in [images] if single else list(images):
             try:
-                loaded = load_image(item, max_pixels=self.max_pixels)
+                loaded = load_image(item, max_pixels=self.max_pixels, allow_urls=self.allow_urls)
             except VistoolError as error:
                 if single:
                     raise

@@ -84,7 +84,7 @@ def generate_command(
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
 
-    loaded = load_image(image)
+    loaded = load_image(image, allow_urls=True)  # a URL the user typed
     family = resolve_profile(model, profile)
     if budget is not None:
         family.check_budget(budget)  # before the model loads
@@ -111,6 +111,15 @@ BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
+TimeoutOption = Annotated[Optional[float], typer.Option("--timeout", help="--backend openai: seconds one attempt may take in all, connection to last byte (default 120).")]
+RetriesOption = Annotated[Optional[int], typer.Option("--retries", help="--backend openai: tries after a failed one (429, 5xx, timeout, dropped connection; default 3).")]
+ApiKeyEnvOption = Annotated[Optional[str], typer.Option("--api-key-env", help="--backend openai: environment variable holding the API key (default VISTOOL_API_KEY; OPENAI_API_KEY is sent only to api.openai.com unless named here).")]
+
+
+def http_options(timeout: float | None, retries: int | None, api_key_env: str | None) -> dict[str, Any]:
+    """The --timeout / --retries / --api-key-env options given, as backend options."""
+    given = {"timeout": timeout, "retries": retries, "api_key_env": api_key_env}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 # Options every image-task command shares, added to each command's own parameters.
@@ -122,6 +131,9 @@ _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "thinking": (ThinkingOption, False),
     "backend": (BackendOption, "transformers"),
     "base_url": (BaseUrlOption, None),
+    "timeout": (TimeoutOption, None),
+    "retries": (RetriesOption, None),
+    "api_key_env": (ApiKeyEnvOption, None),
     "device": (DeviceOption, None),
     "save": (SaveOption, None),
 }
@@ -190,7 +202,8 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
 
 def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
                     budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
-                    base_url: str | None, device: str | None, save: Path | None) -> None:
+                    base_url: str | None, timeout: float | None, retries: int | None, api_key_env: str | None,
+                    device: str | None, save: Path | None) -> None:
     """Load the image (failing fast), find the family and refuse a task it cannot run,
     check the budget and zoom, then load the model, run, print, save."""
     from vistool.api import load
@@ -199,7 +212,7 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     from vistool.tasks import check_task
     from vistool.zoom import check_zoom
 
-    loaded = load_image(own.pop("image"))
+    loaded = load_image(own.pop("image"), allow_urls=True)  # a URL the user typed
     family = resolve_profile(model, profile, backend=backend)
     name, options = task(own)
     check_task(name, family, options)
@@ -207,7 +220,8 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
         family.check_budget(budget)
     if own.get("zoom") is not None:
         check_zoom(name, own["zoom"])
-    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking, profile=family)
+    vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking, profile=family,
+              **http_options(timeout, retries, api_key_env))
     result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
         fail(f"{loaded.source}: {result.error}")
@@ -349,6 +363,9 @@ def video_command(
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     device: DeviceOption = None,
 ) -> None:
     """Ask a question about a video, or find when an event happens."""
@@ -361,7 +378,8 @@ def video_command(
     sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
     from vistool.api import load
 
-    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking, profile=family)
+    vt = load(model, backend=backend, base_url=base_url, device=device, thinking=thinking, profile=family,
+              **http_options(timeout, retries, api_key_env))
     result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
         fail(f"{video}: {result.error}")
@@ -387,6 +405,9 @@ def annotate_command(
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     device: DeviceOption = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Rebuild results and exports from the answer cache, without running the model.")] = False,
     draw: Annotated[bool, typer.Option("--draw", help="Also write annotated copies of the images to OUT/draw.")] = False,
@@ -421,6 +442,9 @@ def demo_command(
     profile: ProfileOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
@@ -431,7 +455,7 @@ def demo_command(
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny,
-          profile=profile)
+          profile=profile, **http_options(timeout, retries, api_key_env))
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

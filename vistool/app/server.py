@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import time
+from typing import Any
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 MAX_UPLOAD = "200mb"
@@ -30,6 +31,7 @@ def serve(
     tiny: bool = False,
     max_queue: int = 32,
     profile: str | None = None,
+    **backend_options: Any,
 ) -> None:
     """Load the model and serve the demo until interrupted.
 
@@ -38,8 +40,9 @@ def serve(
     (127.0.0.1 by default: only this machine can connect), whether to ask Gradio for a
     public share link (off unless asked), the device for local runs, `tiny` (build a tiny
     random-weight model instead, of the `profile` family when given: its answers are
-    noise, for trying the UI offline), the queue length and the model family profile
-    (None: read from the checkpoint). Returns when the server stops.
+    noise, for trying the UI offline), the queue length, the model family profile
+    (None: read from the checkpoint) and further backend options (timeout=, retries=,
+    api_key_env= for "openai"). Returns when the server stops.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
@@ -51,7 +54,7 @@ def serve(
 
         model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-"), family=profile or "gemma4"))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device, profile=profile)
+    vt = load(model, backend=backend, base_url=base_url, device=device, profile=profile, **backend_options)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
     demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)

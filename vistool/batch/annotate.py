@@ -96,6 +96,9 @@ class AnnotateConfig:
     profile: str | None = None
     backend: str = "transformers"
     base_url: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    api_key_env: str | None = None
     device: str | None = None
     budget: int | None = None
     batch_size: int | None = None
@@ -302,9 +305,11 @@ def make_vistool(config: AnnotateConfig, profile: Any = None):
             raise VistoolError("--backend replay needs --replay-answers FILE")
         backend = replay_backend_from_file(config.replay_answers, config.model, profile.name)
     else:
+        http = {name: value for name, value in (("timeout", config.timeout), ("retries", config.retries),
+                                                ("api_key_env", config.api_key_env)) if value is not None}
         backend = load(config.model, backend=config.backend, base_url=config.base_url, device=config.device,
                        batch_size=config.batch_size, profile=profile,
-                       lazy=check_engine(config.engine) == "ray").backend
+                       lazy=check_engine(config.engine) == "ray", **http).backend
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
                    max_pixels=config.max_pixels)
 

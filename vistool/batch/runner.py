@@ -496,15 +496,17 @@ def record_problem(record: Mapping[str, Any] | None) -> str | None:
 def answer_problem(result: TaskResult) -> str | None:
     """Say why a model answer is unusable, or None when it is usable.
 
-    Takes an interpreted result. An answer is unusable when it is empty, when a
-    structured task's answer holds no JSON at all, or when every item in it was dropped
-    (the reasons are counted). An empty list ("[]": nothing found) is a usable answer.
-    Returns a one-line reason with the start of the answer.
+    Takes an interpreted result. An answer is unusable when it is empty (the result
+    carries `interpret`'s error), when a structured task's answer holds no JSON at all,
+    or when every item in it was dropped (the reasons are counted). An empty list ("[]":
+    nothing found) is a usable answer. Returns a one-line reason with the start of the answer.
     """
+    if result.error:
+        return result.error
     text = result.text or ""
     start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
     if not text.strip():
-        return "empty answer"
+        return "empty answer: the model returned no text"
     if result.parsed is None:
         return None
     diagnostics = result.parsed.diagnostics

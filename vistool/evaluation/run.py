@@ -238,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--profile", help="model family (default: read from the checkpoint's config.json, else guessed from the name)")
     model.add_argument("--backend", default="transformers", help="transformers or openai")
     model.add_argument("--base-url", help="server URL for --backend openai")
+    model.add_argument("--timeout", type=float, help="--backend openai: seconds one attempt may take in all (default 120)")
+    model.add_argument("--retries", type=int, help="--backend openai: tries after a failed one (default 3)")
+    model.add_argument("--api-key-env", help="--backend openai: environment variable holding the API key")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int)
     model.add_argument("--device")
@@ -330,8 +333,9 @@ def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
 
         backend = CacheOnlyBackend(args.model, family.name)
         return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
+    http = {name: getattr(args, name) for name in ("timeout", "retries", "api_key_env") if getattr(args, name) is not None}
     return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray")
+                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray", **http)
 
 
 if __name__ == "__main__":

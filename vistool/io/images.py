@@ -1,7 +1,8 @@
 """Image input: load any image once, as displayed, in RGB, with a size guard.
 
 `load_image` is the single entry point. It accepts a file path, encoded bytes, a PIL
-image, a numpy array or an http(s) URL; applies the EXIF orientation; converts every
+image, a numpy array or, when asked (`allow_urls=True`), an http(s) URL; applies the
+EXIF orientation; converts every
 mode to RGB; refuses images above a pixel limit before decoding their pixels; and
 returns a `LoadedImage` whose `width`/`height` are the size AS DISPLAYED. Every box and
 point vistool produces refers to that size.
@@ -15,8 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from typing import Union
@@ -31,9 +30,9 @@ from vistool.io.files import FileCheckError, open_regular_file, sha256_of
 # Change it here (``vistool.io.images.DEFAULT_MAX_PIXELS = ...``); it is read at call time.
 DEFAULT_MAX_PIXELS: int = 100_000_000
 
-# Seconds to wait for an http(s) server, and the most bytes read from one.
+# Seconds a whole download may take (connection to last byte), and the most bytes read.
 DEFAULT_URL_TIMEOUT_S: float = 30.0
-MAX_URL_BYTES: int = 256 * 1024 * 1024
+MAX_URL_BYTES: int = 64 * 1024 * 1024
 
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
@@ -72,13 +71,19 @@ def load_image(
     *,
     max_pixels: int | None = None,
     timeout: float | None = None,
+    allow_urls: bool = False,
 ) -> LoadedImage:
     """Load an image once, as displayed, in RGB.
 
     Takes:
-      - a path (``str`` or ``os.PathLike``) to an image file; a ``str`` starting with
-        ``http://`` or ``https://`` is fetched with urllib (``timeout`` seconds, default
-        `DEFAULT_URL_TIMEOUT_S`; at most `MAX_URL_BYTES` bytes);
+      - a path (``str`` or ``os.PathLike``) to an image file (a regular file: see
+        `vistool.io.files`);
+      - with ``allow_urls=True``, a ``str`` starting with ``http://`` or ``https://``,
+        fetched within ``timeout`` seconds in all (default `DEFAULT_URL_TIMEOUT_S`), at
+        most `MAX_URL_BYTES` bytes, following at most 5 redirects. URLs are off by
+        default, so that an application passing user strings through cannot be made
+        to fetch from its own network (the `vistool` command line turns them on for
+        the image argument a user types);
       - encoded image bytes (``bytes``, ``bytearray`` or ``memoryview``);
       - a PIL image (not modified; the result is a copy);
       - a numpy array of shape HxW (gray), HxWx1, HxWx2 (gray + alpha), HxWx3 (RGB) or
@@ -110,7 +115,10 @@ def load_image(
     if isinstance(image, (str, os.PathLike)):
         text = os.fspath(image)
         if isinstance(text, str) and text.lower().startswith(("http://", "https://")):
-            return _load_url(text, limit, DEFAULT_URL_TIMEOUT_S if timeout is None else timeout)
+            if allow_urls:
+                return _load_url(text, limit, DEFAULT_URL_TIMEOUT_S if timeout is None else timeout)
+            if not os.path.lexists(text):
+                raise _error(text, "fetching URLs is off; pass allow_urls=True to load images from the web")
         return _load_path(text, limit)
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
@@ -176,21 +184,26 @@ def _load_path(path: str | bytes, limit: int) -> LoadedImage:
 
 
 def _load_url(url: str, limit: int, timeout: float) -> LoadedImage:
-    request = urllib.request.Request(url, headers={"User-Agent": "vistool"})
+    import httpx
+
+    from vistool.io.http import ResponseTooLarge, exchange, fresh_client
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read(MAX_URL_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        e.close()  # an HTTPError holds the open response
-        raise _error(url, f"HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise _error(url, f"cannot reach server ({e.reason})") from e
-    except TimeoutError as e:
-        raise _error(url, f"no answer within {timeout} s") from e
-    except (OSError, ValueError) as e:
-        raise _error(url, str(e)) from e
-    if len(data) > MAX_URL_BYTES:
-        raise _error(url, f"download larger than {MAX_URL_BYTES} bytes")
+        with fresh_client(timeout=timeout, max_connections=1, headers={"User-Agent": "vistool"}, follow_redirects=True) as client:
+            response = exchange(client, "GET", url, seconds=timeout, max_bytes=MAX_URL_BYTES)
+    except ResponseTooLarge as e:
+        raise _error(url, f"download larger than {MAX_URL_BYTES} bytes") from e
+    except httpx.TimeoutException as e:
+        raise _error(url, f"no complete answer within {timeout:g} s") from e
+    except httpx.TooManyRedirects as e:
+        raise _error(url, "too many redirects") from e
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        raise _error(url, f"cannot reach server ({e})") from e
+    except (httpx.HTTPError, OSError, ValueError) as e:
+        raise _error(url, f"{type(e).__name__}: {e}") from e
+    if response.status_code >= 400:
+        raise _error(url, f"HTTP {response.status_code} {response.reason_phrase}")
+    data = response.content
     return _load_encoded(io.BytesIO(data), url, limit, empty=len(data) == 0)
 
 

@@ -281,7 +281,9 @@ def interpret(
 
     Parses structured answers in pixels of the displayed image (`image_size`, W x H),
     sets per-item confidence from the token log-probs when present, records provenance,
-    and runs the task's `finish` step. A failed response gives a result with `error`.
+    and runs the task's `finish` step. A failed response gives a result with `error`,
+    and so does an empty one (no text at all, e.g. a server's `content: null`): that is
+    no answer, in every task and command (an empty list "[]" is an answer: nothing found).
     """
     result = TaskResult(
         task=spec.name,
@@ -298,6 +300,9 @@ def interpret(
             result.error = "the backend returned no score for each choice"
             return result
         result.extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
+    elif not response.text.strip():  # a scored choice needs no text; anything else without text is no answer
+        result.error = empty_answer_reason(response)
+        return result
     if spec.kind is not None:
         resized = response.image_sizes[0] if response.image_sizes else None
         parsed = parse(
@@ -316,6 +321,16 @@ def interpret(
     if spec.finish is not None:
         spec.finish(result, options)
     return result
+
+
+def empty_answer_reason(response: GenerationResponse) -> str:
+    """Say why a response with no answer text is empty, as far as it tells (the one wording everywhere)."""
+    if response.finish_reason == "length":
+        where = "while thinking" if response.thought else "before any answer"
+        return f"empty answer: the token limit ({response.generated_tokens} tokens) was reached {where}; raise max_new_tokens"
+    if response.thought:
+        return "empty answer: the model only thought (its thought is in the provenance) and gave no answer"
+    return "empty answer: the model returned no text"
 
 
 def required_text(options: Options, key: str, what: str) -> str:
