@@ -19,13 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vistool.postprocess import extract, parse
-from vistool.postprocess.extract import (
-    MAX_ANSWER_CHARS,
-    MAX_REPAIR_CHARS,
-    REPAIR_BUDGET_BASE,
-    REPAIR_BUDGET_FACTOR,
-    extract_json_items,
-)
+from vistool.postprocess import repair
+from vistool.postprocess.extract import MAX_ANSWER_CHARS, extract_json_items
+from vistool.postprocess.repair import MAX_REPAIR_CHARS, REPAIR_BUDGET_BASE, REPAIR_BUDGET_FACTOR
 
 # The tokenizer before issue 20: the same language, found with one finditer (quadratic
 # on a line full of escaped single quotes).
@@ -64,7 +60,7 @@ def test_hostile_answer_parses_within_the_repair_bounds(name: str, monkeypatch: 
         seen.append(len(piece))
         return real(piece, *args, **kwargs)
 
-    monkeypatch.setattr(extract.json_repair, "loads", counting)
+    monkeypatch.setattr(repair.json_repair, "loads", counting)
     result = parse(text, (640, 480))
     assert len(result) <= text.count("{") + text.count("[")  # never more items than brackets
     assert all(length <= MAX_REPAIR_CHARS for length in seen)

@@ -15,15 +15,10 @@ reported, never "completed" into made-up coordinates.
 
 Bounded work: every step is linear in the answer's length, so hostile text (random
 bytes, a label full of escaped quotes, deep nesting) costs about as much per kilobyte
-as a real answer. Only the first MAX_ANSWER_CHARS characters are read. json_repair is
-the one costly step (2-5 microseconds per character on item-like text, quadratic on
-text full of stray quotes, and more per call the deeper objects nest), so it only sees
-text that could become an item: an object that names one of the item keys, or a list
-of numbers, up to MAX_REPAIR_CHARS long and MAX_REPAIR_DEPTH brackets deep, each
-charged `repair_cost` against the answer's repair budget (REPAIR_BUDGET_FACTOR times its
-length, plus REPAIR_BUDGET_BASE). Anything else is decoded strictly or dropped as
-unparseable, with the reason. An object is opened as a wrapper without decoding it when
-none of the item keys appears in its own text (outside its children).
+as a real answer. Only the first MAX_ANSWER_CHARS characters are read; json_repair runs
+within the bounds of `vistool.postprocess.repair` (an item it may not repair is dropped
+as unparseable, with the reason); an object is opened as a wrapper without decoding it
+when none of the item keys appears in its own text (outside its children).
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-import json_repair
 import numpy as np
 
 try:  # optional: a faster decoder for the common case (strict JSON filling its fence)
@@ -44,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson_loads = None
 
 from vistool.postprocess.diagnostics import NOT_AN_ITEM, TRUNCATED, UNPARSEABLE, Diagnostics, snippet
+from vistool.postprocess.repair import MAX_REPAIR_DEPTH, RepairBudget, loads_or_repair, repair_refusal
 
 Span = tuple[int, int]
 
@@ -63,20 +58,7 @@ _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?P<open_single>\
 _TOKEN_NO_SINGLE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}"]', re.S)
 _WHOLE_TRIES = 3  # values per region decoded as "the value fills the region" (one slice of the region each)
 
-# Work bounds (see the module docstring). A real answer is at most a few tens of KB and
-# a real item a few hundred characters.
-MAX_ANSWER_CHARS = 1_000_000
-MAX_REPAIR_CHARS = 4_096
-MAX_REPAIR_DEPTH = 8  # an item with a box list is 2 deep, with a list of corner points 3
-REPAIR_BUDGET_FACTOR = 2
-REPAIR_BUDGET_BASE = 4_096
-_QUOTES = re.compile(r"[\"']")
-_QUOTE_ESCAPED = re.compile(r"\\[\"']")
-_QUOTE_OPENING = re.compile(r"[{\[,:][ \t\r\n]*[\"']")
-_QUOTE_CLOSING = re.compile(r"[\"'][ \t\r\n]*[,:}\]]")
-_NOT_A_NUMBER_LIST = re.compile(r"[^-+.0-9eE,\"' \t\r\n\[\]]")
-_STRAYS_PER_PASS = 16  # one more pass over the piece per this many stray quotes
-_CHARS_PER_LEVEL = 32  # what each level of object nesting adds to a piece's cost
+MAX_ANSWER_CHARS = 1_000_000  # a real answer is at most a few tens of KB
 
 
 @dataclass
@@ -195,7 +177,7 @@ def extract_json_items(
     found = Extraction()
     keys = tuple(item_keys)
     limit = min(len(text), MAX_ANSWER_CHARS)
-    budget = _RepairBudget(REPAIR_BUDGET_FACTOR * limit + REPAIR_BUDGET_BASE)
+    budget = RepairBudget(limit)
     for start, end in answer_regions(text, thought_markers, found.diagnostics):
         end = min(end, limit)
         if start >= end:
@@ -217,22 +199,6 @@ def extract_json_items(
     return found
 
 
-class _RepairBudget:
-    """How many more characters json_repair may be given for one answer."""
-
-    __slots__ = ("left",)
-
-    def __init__(self, chars: int) -> None:
-        self.left = chars
-
-    def take(self, chars: int) -> bool:
-        """Spend `chars` when they are left; return whether they were."""
-        if chars > self.left:
-            return False
-        self.left -= chars
-        return True
-
-
 def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
     """True when the dict holds one of `keys` (or when no keys are asked for)."""
     if not keys:
@@ -243,7 +209,7 @@ def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
     return False
 
 
-def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction, budget: _RepairBudget) -> None:
+def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction, budget: RepairBudget) -> None:
     """Add every item of every JSON value in text[start:end] to `found`."""
     pos = start
     whole_tries = _WHOLE_TRIES
@@ -490,38 +456,6 @@ def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
     return root, end
 
 
-def repair_cost(piece: str, object_depth: int = 1) -> int:
-    """Return what repairing `piece` is charged, in characters.
-
-    Its length, plus _CHARS_PER_LEVEL per level of objects nested in objects
-    (`object_depth` 1: none), times one plus its stray quotes / _STRAYS_PER_PASS. A stray
-    quote has no bracket, comma or colon next to it (spaces aside) and no backslash
-    before it (an apostrophe, a quote inside a string, junk): json_repair looks ahead
-    for the real end of a string at each one.
-    """
-    base = len(piece) + _CHARS_PER_LEVEL * max(0, object_depth - 1)
-    quotes = len(_QUOTES.findall(piece))
-    if not quotes:
-        return base
-    placed = len(_QUOTE_ESCAPED.findall(piece)) + len(_QUOTE_OPENING.findall(piece)) + len(_QUOTE_CLOSING.findall(piece))
-    return base + base * max(0, quotes - placed) // _STRAYS_PER_PASS
-
-
-def _repair_refusal(piece: str, node: "_Node", keys: Sequence[str], budget: _RepairBudget) -> str | None:
-    """Say why `piece` (the text of `node`) is not given to json_repair, or None when it may be."""
-    if len(piece) > MAX_REPAIR_CHARS:
-        return f"too long to repair ({len(piece)} characters; items of at most {MAX_REPAIR_CHARS} are repaired)"
-    if node.open == "{" and keys and not any(key in piece for key in keys):
-        return f"it names none of the item keys ({', '.join(keys)})"
-    if node.open == "[" and _NOT_A_NUMBER_LIST.search(piece):
-        return "it is not a list of numbers"
-    if _depth(node, MAX_REPAIR_DEPTH + 1, "[{") > MAX_REPAIR_DEPTH:
-        return f"nested too deep to repair (more than {MAX_REPAIR_DEPTH} brackets)"
-    if repair_cost(piece, _depth(node, MAX_REPAIR_DEPTH, "{")) > budget.left:
-        return "the answer's repair budget is spent (too much text that is not JSON)"
-    return None
-
-
 def _depth(node: "_Node", limit: int, opens: str) -> int:
     """How deep brackets of the kinds in `opens` nest from `node` (itself counted when it is one), up to `limit`."""
     own = 1 if node.open in opens else 0
@@ -530,34 +464,26 @@ def _depth(node: "_Node", limit: int, opens: str) -> int:
     return own + max(_depth(child, limit - own, opens) for child in node.children)
 
 
-def _loads(piece: str, diagnostics: Diagnostics, budget: _RepairBudget, node: "_Node", keys: Sequence[str]) -> Any:
-    """Decode one item's text: strict JSON first, json_repair when that fails; None if neither.
-
-    json_repair runs only when `_repair_refusal` allows it, and spends `repair_cost`.
-    """
-    try:
-        return json.loads(piece)
-    except (ValueError, RecursionError):
-        pass
-    if _repair_refusal(piece, node, keys, budget) is not None:
-        return None
-    budget.take(repair_cost(piece, _depth(node, MAX_REPAIR_DEPTH, "{")))
-    try:
-        value = json_repair.loads(piece)
-    except Exception:  # json_repair is a third-party heuristic; never let it crash a parse
-        return None
-    diagnostics.repair("json_repair")
-    return value
+def _repair_refusal(piece: str, node: _Node, keys: Sequence[str], budget: RepairBudget) -> str | None:
+    """`repair.repair_refusal` for the text of `node`."""
+    return repair_refusal(piece, node.open, _depth(node, MAX_REPAIR_DEPTH + 1, "[{"), _depth(node, MAX_REPAIR_DEPTH, "{"),
+                          keys, budget)
 
 
-def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
+def _loads(piece: str, diagnostics: Diagnostics, budget: RepairBudget, node: _Node, keys: Sequence[str]) -> Any:
+    """`repair.loads_or_repair` for the text of `node`."""
+    return loads_or_repair(piece, diagnostics, budget, node.open, _depth(node, MAX_REPAIR_DEPTH + 1, "[{"),
+                           _depth(node, MAX_REPAIR_DEPTH, "{"), keys)
+
+
+def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
     """True for a list of objects, or for an object that wraps one."""
     if node.open == "[":
         return any(child.open == "{" for child in node.children)
     return bool(node.children) and _is_wrapper(node, text, keys, diagnostics, budget)
 
 
-def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
+def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
     """True when an object node holds a list of objects (or such a wrapper) and is not itself an item.
 
     Decided once per node (a wrapper's children are asked again while it is opened).
@@ -567,7 +493,7 @@ def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagno
     return node.wrapper
 
 
-def _decide_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: _RepairBudget) -> bool:
+def _decide_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
     """`_is_wrapper`, computed."""
     holds_items = any(_holds_items(child, text, keys, diagnostics, budget) for child in node.children)
     if not holds_items:
@@ -592,7 +518,7 @@ def _names_a_key(node: _Node, text: str, keys: Sequence[str]) -> bool:
 
 
 def _collect(
-    node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics, budget: _RepairBudget
+    node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics, budget: RepairBudget
 ) -> None:
     """Append the item nodes under `node` to `leaves`, opening lists and wrappers."""
     if node.open == "[":
@@ -609,7 +535,7 @@ def _collect(
         leaves.append(node)
 
 
-def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction, budget: _RepairBudget) -> int:
+def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction, budget: RepairBudget) -> int:
     """Salvage the items of the (possibly malformed or truncated) value at `begin`.
 
     Adds items and drops to `found`; returns the position after the value.

@@ -74,7 +74,6 @@ import base64
 import codecs
 import email.utils
 import io
-import ipaddress
 import json
 import logging
 import os
@@ -96,6 +95,7 @@ from vistool.io.http import ResponseTooLarge, exchange, fresh_client
 from vistool.profiles.base import ModelProfile
 from vistool.profiles.resize import SmartResize
 from vistool.runtime.backend import validate_requests
+from vistool.runtime.keys import API_KEY_VARIABLES, api_key_from_env, is_loopback, is_official_openai  # noqa: F401
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, split_thought
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -114,8 +114,6 @@ _ENGINE_ALIASES = {
 # Engines that take the budget per request, and the ones that accept `top_k` in the body.
 _BUDGET_IN_BODY = {"vllm", "sglang", "transformers"}
 _TAKES_TOP_K = {"vllm", "sglang", "llamacpp"}
-API_KEY_VARIABLES = ("VISTOOL_API_KEY", "OPENAI_API_KEY")
-OPENAI_HOST = "api.openai.com"  # the only host OPENAI_API_KEY goes to unasked
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a 2,048-token answer with log-probs is ~1 MB
@@ -129,45 +127,6 @@ _SERVER_BUDGET_WARNINGS = {
 
 
 # --------------------------------------------------------------------------- helpers
-def api_key_from_env(url: str | None = None, variable: str | None = None) -> str | None:
-    """Return the API key to send to `url`, from the environment, or None.
-
-    Takes the server URL and optionally the variable to read (`api_key_env`; it must be
-    set). Without one: `VISTOOL_API_KEY` (vistool's own, sent wherever vistool is
-    pointed), else `OPENAI_API_KEY` when `url` is the official OpenAI API over https (or
-    when no URL is given). Raises VistoolError when `variable` is not set.
-    """
-    if variable is not None:
-        value = os.environ.get(variable, "").strip()
-        if not value:
-            raise VistoolError(f"api_key_env names {variable}, which is not set (or empty) in the environment")
-        return value
-    value = os.environ.get("VISTOOL_API_KEY", "").strip()
-    if value:
-        return value
-    value = os.environ.get("OPENAI_API_KEY", "").strip()
-    if value and (url is None or is_official_openai(url)):
-        return value
-    return None
-
-
-def is_official_openai(url: str) -> bool:
-    """True when `url` is the official OpenAI API over https (the only place OPENAI_API_KEY goes unasked)."""
-    parts = urlsplit(url)
-    return parts.scheme == "https" and (parts.hostname or "").lower() == OPENAI_HOST
-
-
-def is_loopback(url: str) -> bool:
-    """True when `url`'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def normalise_engine(engine: str) -> str:
     """Return the canonical engine name ("llama.cpp" -> "llamacpp"); raise VistoolError if unknown."""
     name = _ENGINE_ALIASES.get(str(engine).strip().lower(), str(engine).strip().lower())
