@@ -188,6 +188,15 @@ def lost_good(root: Path, good: list[str]) -> int:
 
 
 # -------------------------------------------------------------------- cases
+def escaping_glob(tree: Tree, root: Path) -> Observation:
+    """A glob with '..' after a wildcard, drawn and exported: nothing may change outside OUT."""
+    image(root / "victim" / "photo.png")
+    (root / "a1").mkdir()
+    run = annotate(tree, root, "a*/../victim/*.png", "--draw", "--format", "coco,yolo,voc")
+    return Observation([run], lost=lost_good(root, [next(iter(results(root)), "?")]) if results(root) else 1,
+                       wrong=run.code != 0)
+
+
 def http_case(action: Callable | None) -> Callable[[Tree, Path], Observation]:
     """detect against a server that trickles / never answers, with a 2 s deadline and one retry."""
 
@@ -393,6 +402,7 @@ def api_url(tree: Tree, root: Path) -> Observation:
 
 
 CASES: list[tuple[int, str, Callable[[Tree, Path], Observation]]] = [
+    (1, "glob with '..' after a wildcard, --draw, YOLO, VOC", escaping_glob),
     (2, "server trickles the body", http_case(trickle_body)),
     (2, "server trickles the headers", http_case(trickle_headers)),
     (2, "server never answers", http_case(None)),
