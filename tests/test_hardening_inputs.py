@@ -60,11 +60,12 @@ def hostile_folder(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.timeout(180)
-def test_annotate_reports_each_impostor_as_one_failed_item(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zoom", [[], ["--zoom", "tiles"]], ids=["whole", "zoomed"])
+def test_annotate_reports_each_impostor_as_one_failed_item(tmp_path: Path, zoom: list[str]) -> None:
     expected = hostile_folder(tmp_path / "photos")
     answers = write_replay_file(tmp_path / "answers.json", {}, default='[{"box_2d": [0, 0, 500, 500], "label": "cat"}]')
     done = run_vistool("annotate", "photos", "--out", "out", "--classes", "cat", "--backend", "replay",
-                       "--replay-answers", str(answers), "--no-progress", "--format", "coco,voc", cwd=tmp_path)
+                       "--replay-answers", str(answers), "--no-progress", "--format", "coco,voc", *zoom, cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # finished, some images failed
     assert "Traceback" not in done.stderr
     failures = {Path(row["image"]).name: row for row in map(json.loads, (tmp_path / "out/failures.jsonl").read_text().splitlines())}

@@ -115,9 +115,10 @@ def test_disk_full_while_writing_results_keeps_the_answers(tmp_path: Path, photo
 
 
 # ------------------------------------------------------------------ item 8
-@pytest.mark.timeout(180)
-def test_a_damaged_cached_record_is_asked_again(tmp_path: Path, photos: Path) -> None:
-    first = annotate(tmp_path, "out")
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("zoom", [[], ["--zoom", "tiles"]], ids=["whole", "zoomed"])
+def test_a_damaged_cached_record_is_asked_again(tmp_path: Path, photos: Path, zoom: list[str]) -> None:
+    first = annotate(tmp_path, "out", *zoom)
     assert first.returncode == 0, first.stderr
     clean_results = (tmp_path / "out/results.jsonl").read_text()
     cache = tmp_path / "out/answers.jsonl"
@@ -126,17 +127,17 @@ def test_a_damaged_cached_record_is_asked_again(tmp_path: Path, photos: Path) ->
     damaged["response"]["text"] = 12345  # valid JSON, valid key, unusable body
     cache.write_text("\n".join([lines[0], json.dumps(damaged), *lines[2:]]) + "\n")
 
-    rescored = annotate(tmp_path, "out", "--rescore")
+    rescored = annotate(tmp_path, "out", "--rescore", *zoom)
     assert rescored.returncode == 1
     failure = json.loads((tmp_path / "out/failures.jsonl").read_text())
-    assert failure["stage"] == "cache" and "cached answer cannot be read (response.text is not a string)" in failure["reason"]
+    assert failure["stage"] == "cache" and "cannot be read (response.text is not a string)" in failure["reason"]
 
-    again = annotate(tmp_path, "out")
+    again = annotate(tmp_path, "out", *zoom)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["model_calls"] == 1 and summary["cached"] == 2 and summary["unreadable_cached_answers"] == 1
     assert "1 cached answer(s)" in again.stderr and "asked the model again" in again.stderr
     assert (tmp_path / "out/results.jsonl").read_text() == clean_results
 
-    third = annotate(tmp_path, "out")
+    third = annotate(tmp_path, "out", *zoom)
     assert json.loads(third.stdout)["model_calls"] == 0 and json.loads(third.stdout)["unreadable_cached_answers"] == 0
