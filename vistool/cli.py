@@ -211,14 +211,8 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     from vistool.profiles import resolve_profile
     from vistool.tasks import check_task
     from vistool.zoom import check_zoom
-    from vistool.tasks.base import check_text_length, split_list
 
     loaded = load_image(own.pop("image"), allow_urls=True)  # a URL the user typed
-    for name, value in own.items():  # the task checks them too, but only after the model has loaded
-        if name == "classes" and value is not None:
-            split_list(value, "class list")
-        elif isinstance(value, str):
-            check_text_length(value, name)
     family = resolve_profile(model, profile, backend=backend)
     name, options = task(own)
     check_task(name, family, options)
