@@ -346,7 +346,8 @@ class BatchRunner:
         prepared.fields = key_fields(digest, prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
-            problem = record_problem(self.cache.get(prepared.key))
+            read = getattr(self.cache, "get", None)  # a key set (the Ray engine's read stage) has no records to check
+            problem = record_problem(read(prepared.key)) if read is not None else None
             if problem is None:
                 return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
             prepared.unreadable = problem
