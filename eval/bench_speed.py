@@ -16,15 +16,15 @@ it can exceed wall time minus the rest), wall seconds, peak memory (CUDA
 baseline. Runs are interleaved (the order rotates) and each path keeps its fastest of
 `--repeats` runs.
 
-Equal work: every run generates exactly `--new-tokens` tokens per image. The baseline
+Equal work (`--answers fixed`, the default): every run generates exactly `--new-tokens` tokens per image. The baseline
 passes `min_new_tokens = max_new_tokens`; vistool gets the same through the model's
 generation config (`min_new_tokens`), which transformers merges into every `generate`
 call, so end-of-sequence can never end a row early on either side. The vistool rows
 check that every response has exactly that many tokens.
 
 Shapes (no downloads): `tiny` is vistool's offline test model (saved and loaded back with
-`from_pretrained`). `e2b` / `e4b` use the published Gemma 4 text and vision shapes (values
-below, with sources) and the real vocabulary size, 262,144: the embedding, the per-layer
+`from_pretrained`). `e2b` / `e4b` use the published Gemma 4 text and vision shapes (values in
+eval/speed_models.py, with sources) and the real vocabulary size, 262,144: the embedding, the per-layer
 embeddings and the LM head are sized to it, so their cost is real. The tokenizer stays
 the small one of the tiny model (its special-token ids are wired into the config; the
 real Gemma 4 image processor and chat format are used), so prompts tokenise the same on
@@ -34,14 +34,28 @@ audio tower is left out: image requests never run it.
 
     python -m eval.bench_speed                       # CPU, tiny shape, a few minutes
     python -m eval.bench_speed --budgets 70,140,280 --batch-sizes 1,8,32,auto --variant compiled:compile=1
-    python -m eval.bench_speed --gpu-table           # one GPU: E2B, bf16, 64 tokens, < 8 min
+    python -m eval.bench_speed --answers replay --logprobs --json-stop --budgets 70 --batch-sizes 8,32,128 --min-images 128
+    python -m eval.bench_speed --gpu-table           # one GPU: E2B, bf16, replayed answers, < 9 min
+    python -m eval.bench_speed --dry-run             # the GPU table on CPU with the tiny shape (a few minutes here)
 
-`--gpu-table` is `--device cuda --shape e2b --dtype bfloat16 --new-tokens 64 --budgets
-280,70,1120 --batch-sizes auto,64,32,8,1 --min-images 2 --repeats 1 --time-limit 450`
-plus, on the budget-280 cell at vistool's default batch size, a compiled vistool path
-(`compile=1`: static cache + CUDA graphs) and the same with `prefetch=3`. Cells are run
-in that order (the goal cell first); those left when the time limit is reached are
-listed as skipped.
+Realistic work (issue 19): `--answers replay` makes every image write one realistic
+detection answer (eval/realistic_answers.py: 5-40 boxes, `--answer-boxes`), forced token
+by token (eval/speed_replay.py), so rows end at their own lengths as real answers do and
+a static batch idles on finished rows; the `idle` column is that share of decode slots
+(rows x longest answer, per micro-batch). `--logprobs` and `--json-stop` make the
+vistool paths ask for token log-probs and stop when the answer's JSON list closes, as
+vistool's tasks do; the baseline stays the plain loop (no log-probs, stops at EOS).
+`img/s` is the best of `--repeats`, `med img/s` their median.
+
+`--gpu-table` is `--device cuda --shape e2b --dtype bfloat16 --budgets 280,70,1120
+--batch-sizes auto,64,32,8,1 --min-images 2 --repeats 2 --time-limit 480 --answers
+replay --answer-boxes 5,40 --logprobs --json-stop` plus, on the budget-280 cell at
+vistool's default batch size, a compiled vistool path (`compile=1`: static cache + CUDA
+graphs) and the same with `prefetch=3`. Cells are run in that order (the goal cell
+first); those left when the time limit is reached are listed as skipped. `--dry-run`
+runs the same table on CPU with the tiny shape, answers of 1-2 boxes, 2 images per cell
+and batch columns auto and 1, so that every path and switch is exercised before a GPU
+run starts.
 
 Before/after log of the runtime changes (CPU, tiny shape, 1 torch thread, 32 new tokens,
 a 2-core VM shared with other jobs: expect +-10% noise; min of 3-7 interleaved runs):
@@ -71,16 +85,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
+from transformers import LogitsProcessorList
 
+from eval.speed_models import SHAPES, build, make_images
+from eval.speed_replay import ForcedAnswers, idle_fraction, marked, scripts_for
 from vistool.runtime import speed
 from vistool.runtime.transformers_backend import TransformersBackend
 from vistool.runtime.types import GenerationRequest
@@ -97,57 +113,6 @@ COCO = (
     "refrigerator book clock vase scissors teddy-bear hair-drier toothbrush"
 ).split()
 LONG_PROMPT = f"Detect every instance of these classes: {', '.join(COCO)}. " + PROMPT
-# (W, H): VGA both ways, HD, square, a banner, full HD, a tall photo, an extreme strip.
-SIZES = [(640, 480), (480, 640), (1280, 720), (512, 512), (1024, 256), (1920, 1080), (800, 1200), (3000, 40)]
-
-# Published Gemma 4 shapes. Sources: google/gemma.cpp PR #919 "Add Gemma 4 E2B and E4B model
-# configs" (E2B: 35 layers, width 1536, 4 sliding + 1 global, FFN 6144 (12288 in the
-# KV-shared layers: `use_double_wide_mlp`); E4B: 42 layers, width 2560, 5 + 1, FFN 10240;
-# head dim 256 sliding / 512 global; window 512; final soft-cap 30; vocabulary 262144),
-# the config.json of google/gemma-4-E2B-it as copied in public repositories (1 KV head,
-# 20 KV-shared layers, per-layer input width 256) and NVIDIA Megatron-Bridge's Gemma 4
-# E4B recipe (8 heads, 2 KV heads, KV shared across the last 18 layers, PLE 256). The
-# vision tower (768 wide, 16 layers, 12 heads, 16-px patches pooled 3x3) is the same for
-# both and equals transformers' `Gemma4VisionConfig` defaults.
-VOCAB = 262_144
-SHAPES: dict[str, dict[str, Any]] = {
-    "e2b": {
-        "text": {
-            "hidden_size": 1536,
-            "intermediate_size": 6144,
-            "num_hidden_layers": 35,
-            "num_attention_heads": 8,
-            "num_key_value_heads": 1,
-            "head_dim": 256,
-            "global_head_dim": 512,
-            "layer_types": (["sliding_attention"] * 4 + ["full_attention"]) * 7,
-            "sliding_window": 512,
-            "num_kv_shared_layers": 20,
-            "use_double_wide_mlp": True,
-            "hidden_size_per_layer_input": 256,
-            "final_logit_softcapping": 30.0,
-        },
-        "vision": {"use_clipped_linears": True},
-    },
-    "e4b": {
-        "text": {
-            "hidden_size": 2560,
-            "intermediate_size": 10240,
-            "num_hidden_layers": 42,
-            "num_attention_heads": 8,
-            "num_key_value_heads": 2,
-            "head_dim": 256,
-            "global_head_dim": 512,
-            "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 7,
-            "sliding_window": 512,
-            "num_kv_shared_layers": 18,
-            "use_double_wide_mlp": False,
-            "hidden_size_per_layer_input": 256,
-            "final_logit_softcapping": 30.0,
-        },
-        "vision": {"use_clipped_linears": True},
-    },
-}
 
 GPU_TABLE = {
     "device": "cuda",
@@ -157,84 +122,39 @@ GPU_TABLE = {
     "budgets": "280,70,1120",
     "batch_sizes": "auto,64,32,8,1",
     "min_images": 2,
-    "repeats": 1,
-    "time_limit": 450.0,
+    "repeats": 2,
+    "time_limit": 480.0,
+    "answers": "replay",
+    "answer_boxes": "5,40",
+    "logprobs": True,
+    "json_stop": True,
 }
+# `--dry-run`: the same table (every budget, batch column, path and switch) on CPU with the
+# tiny shape and short replayed answers, to know a GPU run works before it starts.
+DRY_RUN = {"device": "cpu", "shape": "tiny", "dtype": "float32", "batch_sizes": "auto,1", "answer_boxes": "1,2",
+           "repeats": 1, "time_limit": 0.0, "max_images": 2}
 # Extra vistool paths of the preset, on the budget-280 cell at vistool's default batch
 # size only (compiling costs minutes): static cache + CUDA graphs, and the same with
 # three micro-batches preprocessed ahead (does CPU preprocessing keep up?).
 GPU_TABLE_EXTRA = {"vistool+compile": {"compile": True}, "vistool+compile+prefetch3": {"compile": True, "prefetch": 3}}
 
 
-# ----------------------------------------------------------------- model and inputs
-def build(shape: str, device: str, dtype: torch.dtype, new_tokens: int) -> tuple[Any, Any]:
-    """Return (model, processor) of a random-weight Gemma 4 of `shape` on `device` in `dtype`.
-
-    The model's generation config forces `new_tokens` generated tokens per row.
-    """
-    from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
-
-    from vistool.runtime.tiny import make_tiny_model
-
-    tiny_dir = make_tiny_model(Path(tempfile.mkdtemp(prefix="vistool-bench-tiny-")))
-    processor = AutoProcessor.from_pretrained(tiny_dir)
-    if shape == "tiny":
-        model = AutoModelForImageTextToText.from_pretrained(tiny_dir, dtype=dtype).to(device)
-    else:
-        config = _config(shape, processor.tokenizer)
-        torch.manual_seed(0)
-        from transformers import Gemma4ForConditionalGeneration
-
-        with torch.device(device):
-            model = Gemma4ForConditionalGeneration(config)
-        model.to(dtype)
-        text = config.text_config
-        model.generation_config = GenerationConfig(
-            bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id
-        )
-    model.eval()
-    model.generation_config.do_sample = False
-    model.generation_config.min_new_tokens = new_tokens  # equal work on both sides (module docstring)
-    return model, processor
-
-
-def _config(shape: str, tokenizer: Any) -> Any:
-    """Return the `Gemma4Config` of a published shape, special-token ids wired to `tokenizer`."""
-    from transformers import Gemma4Config, Gemma4TextConfig, Gemma4VisionConfig
-
-    from vistool.runtime import tiny
-
-    ids = tokenizer.convert_tokens_to_ids
-    text = Gemma4TextConfig(
-        vocab_size=VOCAB,
-        vocab_size_per_layer_input=VOCAB,
-        pad_token_id=ids(tiny.PAD),
-        eos_token_id=[ids(tiny.EOS), ids(tiny.TURN_CLOSE)],
-        bos_token_id=ids(tiny.BOS),
-        **SHAPES[shape]["text"],
-    )
-    return Gemma4Config(
-        text_config=text,
-        vision_config=Gemma4VisionConfig(**SHAPES[shape]["vision"]),
-        audio_config=None,
-        image_token_id=ids(tiny.IMAGE_SOFT),
-        video_token_id=ids(tiny.VIDEO_SOFT),
-        boi_token_id=ids(tiny.IMAGE_OPEN),
-        eoi_token_id=ids(tiny.IMAGE_CLOSE),
-        audio_token_id=ids(tiny.AUDIO_SOFT),
-        boa_token_id=ids(tiny.AUDIO_OPEN),
-        eoa_token_index=ids(tiny.AUDIO_CLOSE),
-    )
-
-
-def make_images(count: int, seed: int = 0) -> list[Image.Image]:
-    """Return `count` random RGB images cycling through `SIZES` (mixed aspect ratios)."""
-    rng = np.random.default_rng(seed)
-    sizes = [SIZES[i % len(SIZES)] for i in range(count)]
-    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
-
-
 # ----------------------------------------------------------------- measurement
+@dataclass
+class Work:
+    """What each row generates: exactly `new_tokens` (fixed), or its replayed answer script (`forcing`)."""
+
+    new_tokens: int
+    forcing: ForcedAnswers | None = None
+    logprobs: bool = False
+    json_stop: bool = False
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The token limit of every call: `new_tokens`, or room for the longest script."""
+        return self.new_tokens if self.forcing is None else max(map(len, self.forcing.scripts)) + 1
+
+
 @dataclass
 class Run:
     """One timed run of one path over one cell's images."""
@@ -245,6 +165,8 @@ class Run:
     decode: float = 0.0
     peak_bytes: int = 0
     note: str = ""
+    tokens: int = 0  # generated tokens, all rows
+    idle: float = 0.0  # share of decode slots spent on rows that had finished (static batches)
 
 
 @dataclass
@@ -256,6 +178,7 @@ class Cell:
     images: int
     runs: dict[str, Run] = field(default_factory=dict)
     skipped: str = ""
+    walls: dict[str, list[float]] = field(default_factory=dict)  # every repeat's wall seconds, per path
 
 
 def _sync(device: str) -> None:
@@ -300,7 +223,7 @@ def run_baseline(
     prompts: list[str],
     batch: int,
     budget: int,
-    new_tokens: int,
+    work: Work,
     device: str,
 ) -> Run:
     """The plain loop: chat template, processor and `model.generate` per batch of images, in input order."""
@@ -316,6 +239,12 @@ def run_baseline(
     _reset_peak(device)
     _sync(device)
     run = Run(wall=0.0)
+    lengths: list[int] = []
+    eos = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list) else [model.generation_config.eos_token_id])
+    if work.forcing is None:
+        limits: dict[str, Any] = {"max_new_tokens": work.new_tokens, "min_new_tokens": work.new_tokens}
+    else:
+        limits = {"max_new_tokens": work.max_new_tokens, "logits_processor": LogitsProcessorList([work.forcing])}
     start = time.perf_counter()
     for first in range(0, len(images), batch):
         chunk = images[first : first + batch]
@@ -333,29 +262,34 @@ def run_baseline(
         timer = speed.PhaseTimer(device)
         timer.start()
         with torch.inference_mode():
-            out = model.generate(
-                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, stopping_criteria=[timer]
-            )
+            out = model.generate(**inputs, **limits, do_sample=False, stopping_criteria=[timer])
         timer.stop()
-        out.tolist()
+        rows = out[:, inputs["input_ids"].shape[1] :].tolist()
         prefill, decode = timer.seconds()
         run.prefill += prefill
         run.decode += decode
-        if out.shape[1] - inputs["input_ids"].shape[1] != new_tokens:
+        for row in rows:
+            lengths.append(next((i + 1 for i, token in enumerate(row) if token in eos), len(row)))
+        if work.forcing is None and len(rows[0]) != work.new_tokens:
             run.note = "token count differs"
     _sync(device)
     run.wall = time.perf_counter() - start
     run.peak_bytes = _peak_bytes(device)
+    run.tokens = sum(lengths)
+    run.idle = idle_fraction([range(i, min(i + batch, len(images))) for i in range(0, len(images), batch)], lengths)
     return run
 
 
 def run_vistool(
-    backend: TransformersBackend, images: list[Image.Image], prompts: list[str], batch: int | None, budget: int, new_tokens: int
+    backend: TransformersBackend, images: list[Image.Image], prompts: list[str], batch: int | None, budget: int, work: Work
 ) -> Run:
-    """The same work through `backend.generate` (one request per image)."""
+    """The same work through `backend.generate` (one request per image, log-probs and JSON stop as `work` says)."""
     backend.batch_size = batch
     requests = [
-        GenerationRequest(prompt, images=[image], budget=budget, max_new_tokens=new_tokens)
+        GenerationRequest(
+            prompt, images=[image], budget=budget, max_new_tokens=work.max_new_tokens, return_logprobs=work.logprobs,
+            stop_when_json_closes="array" if work.json_stop else False,
+        )
         for prompt, image in zip(prompts, images)
     ]
     _reset_peak(backend.device)
@@ -367,21 +301,24 @@ def run_vistool(
     for response in responses:
         if not response.ok:
             run.note = f"error: {response.error}"[:80]
-        elif response.generated_tokens != new_tokens:
-            run.note = f"{response.generated_tokens} tokens, not {new_tokens}"
+        elif work.forcing is None and response.generated_tokens != work.new_tokens:
+            run.note = f"{response.generated_tokens} tokens, not {work.new_tokens}"
         run.preprocess += response.timings.get("preprocess_s", 0.0)
         run.prefill += response.timings.get("prefill_s", 0.0)
         run.decode += response.timings.get("decode_s", 0.0)
+    lengths = [response.generated_tokens for response in responses]
+    run.tokens = sum(lengths)
+    run.idle = idle_fraction(backend._plan(backend._validate(requests)), lengths)
     return run
 
 
 # ----------------------------------------------------------------- table
-def format_table(cells: list[Cell], new_tokens: int, device: str) -> str:
+def format_table(cells: list[Cell], device: str) -> str:
     """Return the results as a fixed-width text table (one row per cell and path)."""
     memory = "peak GPU GiB" if device.startswith("cuda") else "peak RSS GiB"
     header = (
-        f"{'budget':>6} | {'batch':>5} | {'path':<24} | {'images':>6} | {'img/s':>8} | {'gen tok/s':>9} | "
-        f"{'preproc s':>9} | {'prefill s':>9} | {'decode s':>8} | {'wall s':>7} | {memory:>12} | {'vs base':>7} | note"
+        f"{'budget':>6} | {'batch':>5} | {'path':<24} | {'images':>6} | {'img/s':>8} | {'med img/s':>9} | {'gen tok/s':>9} | "
+        f"{'preproc s':>9} | {'prefill s':>9} | {'decode s':>8} | {'wall s':>7} | {'idle':>5} | {memory:>12} | {'vs base':>7} | note"
     )
     lines = [header, "-" * len(header)]
     for cell in sorted(cells, key=lambda c: (c.budget, c.batch)):
@@ -394,10 +331,36 @@ def format_table(cells: list[Cell], new_tokens: int, device: str) -> str:
             speedup = f"{base.wall / run.wall:6.2f}x" if base and run.wall else "   -   "
             lines.append(
                 f"{cell.budget:>6} | {cell.batch:>5} | {label:<24.24} | {cell.images:>6} | {cell.images / run.wall:8.2f} | "
-                f"{cell.images * new_tokens / run.wall:9.1f} | {run.preprocess:9.2f} | {run.prefill:9.2f} | {run.decode:8.2f} | "
-                f"{run.wall:7.2f} | {run.peak_bytes / 2**30:12.2f} | {speedup:>7} | {run.note}"
+                f"{cell.images / statistics.median(cell.walls.get(name) or [run.wall]):9.2f} | "
+                f"{run.tokens / run.wall:9.1f} | {run.preprocess:9.2f} | {run.prefill:9.2f} | {run.decode:8.2f} | "
+                f"{run.wall:7.2f} | {run.idle:5.2f} | {run.peak_bytes / 2**30:12.2f} | {speedup:>7} | {run.note}"
             )
     return "\n".join(lines)
+
+
+def _force_in_generate(model: Any, forcing: ForcedAnswers) -> None:
+    """Make every `model.generate` call (vistool's included) write the replayed scripts: `forcing` goes first."""
+    original = model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        processors = kwargs.get("logits_processor") or LogitsProcessorList()
+        if not any(item is forcing for item in processors):
+            processors = LogitsProcessorList([forcing, *processors])
+        kwargs["logits_processor"] = processors
+        return original(*args, **kwargs)
+
+    model.generate = generate
+
+
+def _describe_work(work: Work, args: argparse.Namespace) -> str:
+    """One phrase for the header: what each row generates and with which switches."""
+    if work.forcing is None:
+        text = f"new_tokens={work.new_tokens}"
+    else:
+        lengths = [len(script) for script in work.forcing.scripts]
+        text = (f"answers=replay ({args.answer_boxes} boxes, {min(lengths)}-{max(lengths)} tokens, "
+                f"mean {sum(lengths) / len(lengths):.0f})")
+    return f"{text} logprobs={work.logprobs} json_stop={work.json_stop}"
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -421,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,8,32,auto", help="comma list; 'auto' = vistool's default for the budget")
     parser.add_argument("--min-images", type=int, default=8, help="images per cell: max(batch size, this)")
     parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--max-images", type=int, default=0, help="at most this many images per cell (0: no cap)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--variant", action="append", default=[], help="extra vistool path NAME:opt=val,... e.g. compiled:compile=1"
@@ -435,9 +399,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mixed-prompts", action="store_true", help="alternate a short and a long (80-class) prompt")
     parser.add_argument("--time-limit", type=float, default=0.0, help="skip cells that would start after this many seconds")
     parser.add_argument("--gpu-table", action="store_true", help="the one-GPU preset (module docstring)")
+    parser.add_argument("--dry-run", action="store_true", help="the GPU table on CPU, tiny shape, short answers (~1-2 min)")
+    parser.add_argument("--answers", choices=["fixed", "replay"], default="fixed",
+                        help="fixed: exactly --new-tokens per image; replay: each image writes a realistic detection answer")
+    parser.add_argument("--answer-boxes", default="5,40", help="replay: min,max boxes per answer")
+    parser.add_argument("--logprobs", action="store_true", help="vistool paths ask for token log-probs (as tasks do)")
+    parser.add_argument("--json-stop", action="store_true", help="vistool paths stop when the answer's JSON list closes (as tasks do)")
     args = parser.parse_args(argv)
-    if args.gpu_table:
+    if args.gpu_table or args.dry_run:
         for key, value in GPU_TABLE.items():
+            setattr(args, key, value)
+        args.gpu_table = True
+    if args.dry_run:
+        for key, value in DRY_RUN.items():
             setattr(args, key, value)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -447,7 +421,16 @@ def main(argv: list[str] | None = None) -> None:
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
 
     started = time.perf_counter()
-    model, processor = build(args.shape, device, dtype, args.new_tokens)
+    replay = args.answers == "replay"
+    model, processor = build(args.shape, device, dtype, 0 if replay else args.new_tokens)
+    work = Work(args.new_tokens, logprobs=args.logprobs, json_stop=args.json_stop)
+    if replay:
+        tokenizer = processor.tokenizer
+        eos_id = tokenizer.convert_tokens_to_ids("<eos>")
+        low, high = (int(v) for v in args.answer_boxes.split(","))
+        scripts = scripts_for(tokenizer, 64, eos_id, (low, high))
+        work.forcing = ForcedAnswers(scripts, tokenizer, eos_id)
+        _force_in_generate(model, work.forcing)
     parameters = sum(p.numel() for p in model.parameters())
     backends = {"vistool": TransformersBackend.from_model(model, processor, model_id=f"random-{args.shape}")}
     for text in args.variant:
@@ -459,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
             extra[name] = TransformersBackend.from_model(model, processor, model_id=f"random-{args.shape}", **options)
     print(
         f"shape={args.shape} ({parameters / 1e6:.1f}M parameters) device={device} dtype={str(dtype).replace('torch.', '')} "
-        f"new_tokens={args.new_tokens} repeats={args.repeats} threads={torch.get_num_threads()} "
+        f"{_describe_work(work, args)} repeats={args.repeats} threads={torch.get_num_threads()} "
         f"mixed_prompts={args.mixed_prompts} "
         f"gpu={torch.cuda.get_device_name() if device.startswith('cuda') else '-'} built in {time.perf_counter() - started:.0f}s",
         flush=True,
@@ -473,23 +456,26 @@ def main(argv: list[str] | None = None) -> None:
             batch = speed.default_batch_size(budget, device) if size == "auto" else int(size)
             if any(c.budget == budget and c.batch == batch for c in cells):
                 continue
-            cell = Cell(budget, batch, max(batch, args.min_images))
+            images_in_cell = max(batch, args.min_images)
+            cell = Cell(budget, batch, min(images_in_cell, args.max_images) if args.max_images else images_in_cell)
             cells.append(cell)
             if args.time_limit and time.perf_counter() - started > args.time_limit:
                 cell.skipped = f"time limit ({args.time_limit:.0f}s) reached"
                 continue
             images = make_images(cell.images)
             prompts = prompts_for(cell.images, args.mixed_prompts)
+            if replay:
+                prompts = [marked(prompt, index) for index, prompt in enumerate(prompts)]
             paths: dict[str, TransformersBackend | None] = {"baseline": None, **backends}
             if (budget, size) == (280, "auto"):
                 paths.update(extra)
             if not warmed:  # first calls at a budget pay lazy initialisation; keep it out of the table
-                run_baseline(model, processor, images[:2], prompts[:2], 2, budget, args.new_tokens, device)
-                run_vistool(backends["vistool"], images[:2], prompts[:2], 2, budget, args.new_tokens)
+                run_baseline(model, processor, images[:2], prompts[:2], 2, budget, work, device)
+                run_vistool(backends["vistool"], images[:2], prompts[:2], 2, budget, work)
                 warmed = True
             for name, backend in list(paths.items()):
                 if backend is not None and backend.compile:  # compile (and record graphs) for this shape first
-                    warm = run_vistool(backend, images[:batch], prompts[:batch], batch, budget, args.new_tokens)
+                    warm = run_vistool(backend, images[:batch], prompts[:batch], batch, budget, work)
                     if warm.note or not backend.compile:  # it failed, or fell back to eager: do not time it
                         cell.runs[name] = Run(wall=float("inf"), note=f"compile failed or fell back: {warm.note}"[:80])
                         del paths[name]
@@ -498,15 +484,16 @@ def main(argv: list[str] | None = None) -> None:
                 shift = repeat % len(order)  # rotate who goes first, so no path always runs on a cold cache
                 for name, backend in order[shift:] + order[:shift]:
                     if backend is None:
-                        run = run_baseline(model, processor, images, prompts, batch, budget, args.new_tokens, device)
+                        run = run_baseline(model, processor, images, prompts, batch, budget, work, device)
                     else:
-                        run = run_vistool(backend, images, prompts, batch, budget, args.new_tokens)
+                        run = run_vistool(backend, images, prompts, batch, budget, work)
+                    cell.walls.setdefault(name, []).append(run.wall)
                     if name not in cell.runs or run.wall < cell.runs[name].wall:
                         cell.runs[name] = run
             best = {name: f"{cell.images / run.wall:.2f}" for name, run in cell.runs.items()}
             print(f"  budget {budget} batch {batch}: img/s {best}  [{time.perf_counter() - started:.0f}s]", flush=True)
     print()
-    print(format_table(cells, args.new_tokens, device))
+    print(format_table(cells, device))
     print(f"\ntotal {time.perf_counter() - started:.0f}s")
 
 

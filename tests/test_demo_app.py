@@ -308,10 +308,11 @@ def client(server):
 
 
 def image_call(client, api: str, example: str, *options):
-    """Call an image endpoint with budget 70 and few tokens; return its outputs."""
+    """Call an image endpoint with budget 70, few tokens and free generation (a structured
+    answer may end before TOKENS); return its outputs."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(EXAMPLES / example)), *options, 70, TOKENS, False, api_name=api)
+    return client.predict(handle_file(str(EXAMPLES / example)), *options, 70, TOKENS, False, structured=False, api_name=api)
 
 
 CLIENT_CALLS = [

@@ -214,7 +214,8 @@ def test_class_ids_follow_the_requested_order_and_unasked_labels_come_after() ->
         {"box_2d": [0, 0, 10, 10], "label": "zebra"},
         {"box_2d": [0, 0, 10, 10], "label": "bird"},
     ]
-    parsed = parse(json.dumps(items), (100, 100), classes=["cat", "dog", "horse"])
+    # The same box on purpose (this test is about class ids): keep the repeated "bird".
+    parsed = parse(json.dumps(items), (100, 100), classes=["cat", "dog", "horse"], duplicate_iou=None)
     detections = parsed.detections
     assert detections.class_id.tolist() == [1, 3, 0, 4, 3]
     assert detections.data["class_name"].tolist() == ["dog", "bird", "cat", "zebra", "bird"]

@@ -34,6 +34,7 @@ from vistool.cli import main  # noqa: E402
 from vistool.engines import RayOptions, make_runner  # noqa: E402
 from vistool.engines.ray_engine import ray_session  # noqa: E402
 from vistool.errors import VistoolError  # noqa: E402
+from vistool.runtime.logprob_columns import read_logprobs  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -97,9 +98,12 @@ def assert_same_answers(out: Path, reference: Path) -> None:
     mine, theirs = cache_records(out), cache_records(reference)
     assert mine.keys() == theirs.keys()
     for key, record in mine.items():
-        values = [[entry.pop("logprob") for entry in r["response"]["logprobs"] or []] for r in (record, theirs[key])]
+        mine_lp, their_lp = (read_logprobs(r["response"].pop("logprobs")) for r in (record, theirs[key]))
         assert record == theirs[key]
-        assert values[0] == pytest.approx(values[1], abs=1e-5)
+        assert (mine_lp is None) == (their_lp is None)
+        if mine_lp is not None:
+            assert (mine_lp.tokens, mine_lp.offsets) == (their_lp.tokens, their_lp.offsets)
+            assert mine_lp.values == pytest.approx(their_lp.values, abs=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from vistool.engines.ray_engine import CachedKeys, ModelName, read_block  # noqa
 from vistool.engines.ray_vllm import VllmAnswers, VllmRequests, load_vllm, sampling_params  # noqa: E402
 from vistool.errors import VistoolError  # noqa: E402
 from vistool.io.images import load_image  # noqa: E402
+from vistool.runtime.logprob_columns import read_logprobs  # noqa: E402
 from vistool.runtime.types import Decoding  # noqa: E402
 
 MODEL = "google/gemma-4-E2B-it"
@@ -106,8 +107,10 @@ def test_vllm_answers_become_cache_records(tmp_path, light, shape):
     assert record["key"] == row["key"] and record["image_size"] == [row["width"], row["height"]]
     response = record["response"]
     assert response["text"] == text and response["prompt_tokens"] == 300 and response["settings"]["backend"] == "vllm"
-    assert [entry["logprob"] for entry in response["logprobs"]] == pytest.approx([-0.1 * i for i in range(len(tokens))])
-    assert response["logprobs"][3]["offset"] == text.index("10")
+    assert response["logprobs"]["packed"] == 1  # stored packed, as every cache record (vistool.runtime.logprob_columns)
+    logprobs = read_logprobs(response["logprobs"])
+    assert logprobs.values == pytest.approx([-0.1 * i for i in range(len(tokens))]) and logprobs.tokens == tokens
+    assert logprobs.offsets[3] == text.index("10")
     prepared = BatchRunner(light, None, batch_size=1).plan(0, pickle.loads(row["item"]))
     prepared.fields, prepared.key = json.loads(row["fields"]), row["key"]
     outcome = BatchRunner(light, None, batch_size=1).outcome(prepared, record)

@@ -26,10 +26,11 @@ from typing import Any
 from vistool.errors import RequestError, VistoolError
 from vistool.io.images import ImageInput, LoadedImage, load_image
 from vistool.io.video import sample_video
+from vistool.postprocess.duplicates import DEFAULT_DUPLICATE_IOU
 from vistool.profiles import ModelProfile, get_profile, resolve_profile
 from vistool.runtime.backend import Backend, answer_requests
 from vistool.runtime.types import Decoding, GenerationRequest
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, check_task, interpret
+from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, check_task, interpret, interpret_many
 from vistool.zoom import ZOOM_MODES, ZoomJob, ZoomLike, ZoomSettings, check_zoom, run_jobs
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
@@ -51,6 +52,8 @@ def load(
     zoom: ZoomLike = None,
     lazy: bool = False,
     allow_urls: bool = False,
+    structured: bool = True,
+    thought_tokens: int | None = None,
     **backend_options: Any,
 ) -> "Vistool":
     """Load a model and return a `Vistool` ready to run tasks.
@@ -66,9 +69,12 @@ def load(
     instead of now, so that a task the family cannot run is refused without loading
     them; the backend is a picklable `DeferredBackend`, and with the Ray engine,
     vistool.engines, each worker builds its own), whether image arguments may be http(s)
-    URLs to fetch (`allow_urls`, off by default) and further backend options (for
-    "openai": timeout=, retries=, api_key_env=, max_response_bytes=, ...). Several
-    server addresses (a list, or comma-separated) spread requests over them. Raises
+    URLs to fetch (`allow_urls`, off by default), whether to constrain answers to their
+    JSON schema (`structured`, default True: on the tiny random model every structured
+    task's answers validate with it and none without, see README), the thought's token
+    budget with thinking (None: 2048) and further backend options (for "openai":
+    timeout=, retries=, api_key_env=, max_response_bytes=, ...). Several server
+    addresses (a list, or comma-separated) spread requests over them. Raises
     ModelLoadError when the model cannot be loaded, UnknownFamilyError for a checkpoint
     of an unknown architecture.
     """
@@ -82,8 +88,17 @@ def load(
     recipe = BackendRecipe(model, backend, tuple(split_base_urls(base_url)), device, dtype, batch_size, family.name,
                            dict(backend_options))
     runner: Backend = DeferredBackend(recipe) if lazy else recipe.build()
-    return Vistool(runner, budget=budget, thinking=thinking, max_new_tokens=max_new_tokens, max_pixels=max_pixels, zoom=zoom,
-                   allow_urls=allow_urls)
+    return Vistool(
+        runner,
+        budget=budget,
+        thinking=thinking,
+        max_new_tokens=max_new_tokens,
+        max_pixels=max_pixels,
+        zoom=zoom,
+        allow_urls=allow_urls,
+        structured=structured,
+        thought_tokens=thought_tokens,
+    )
 
 
 class Vistool:
@@ -94,8 +109,10 @@ class Vistool:
     ask for log-probs (they give detections a confidence), the pixel limit for images,
     the zoom (`vistool.zoom.ZoomSettings` or its text; a task whose zoom modes do not
     include it runs unzoomed, while a per-call `zoom=` it does not support is an error),
-    and whether a string image may be an http(s) URL to fetch (`allow_urls`; off, so
-    that user strings passed through cannot make the application fetch from its network).
+    whether a string image may be an http(s) URL to fetch (`allow_urls`; off, so that
+    user strings passed through cannot make the application fetch from its network),
+    structured generation (on by default), the thought's token budget, and the
+    duplicate and NMS thresholds (see `RunSettings`).
     """
 
     def __init__(
@@ -110,6 +127,10 @@ class Vistool:
         max_pixels: int | None = None,
         zoom: ZoomLike = None,
         allow_urls: bool = False,
+        structured: bool = True,
+        thought_tokens: int | None = None,
+        duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
+        nms_iou: float | None = None,
     ) -> None:
         self.backend = backend
         self.profile = get_profile(backend.profile_name)
@@ -119,6 +140,10 @@ class Vistool:
             decoding=decoding or Decoding(),
             thinking=thinking,
             logprobs=logprobs,
+            structured=structured,
+            thought_tokens=thought_tokens,
+            duplicate_iou=duplicate_iou,
+            nms_iou=nms_iou,
         )
         self.max_pixels = max_pixels
         self.zoom = ZoomSettings.parse(zoom)
@@ -136,11 +161,18 @@ class Vistool:
         return self.zoom.with_mode("off")
 
     def _settings(self, overrides: dict[str, Any]) -> RunSettings:
-        """Return this object's settings with the non-None per-call overrides applied."""
-        unknown = set(overrides) - {"budget", "max_new_tokens", "decoding", "thinking", "logprobs", "system"}
+        """Return this object's settings with the non-None per-call overrides applied.
+
+        `duplicate_iou` and `nms_iou` may also be set to False to turn them off for a call.
+        """
+        unknown = set(overrides) - set(RunSettings.__dataclass_fields__)
         if unknown:
             raise VistoolError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        settings = replace(self.settings, **{key: value for key, value in overrides.items() if value is not None})
+        values = {key: value for key, value in overrides.items() if value is not None}
+        for key in ("duplicate_iou", "nms_iou"):
+            if values.get(key) is False:
+                values[key] = None
+        settings = replace(self.settings, **values)
         if settings.budget is not None:
             self.profile.check_budget(settings.budget)
         _check_prompt_format(self.profile, settings.thinking, settings.system)
@@ -157,7 +189,8 @@ class Vistool:
 
         Takes the task, the image(s) (anything `load_image` accepts), the task options
         (e.g. {"classes": [...]}) and per-call settings (budget, max_new_tokens, decoding,
-        thinking, logprobs, system, zoom). Returns one result, or a list in input order.
+        thinking, logprobs, system, zoom, structured, thought_tokens, stop_on_repeat,
+        duplicate_iou, nms_iou). Returns one result, or a list in input order.
         """
         spec = TASKS[task] if isinstance(task, str) else task
         options = dict(options or {})
@@ -191,18 +224,32 @@ class Vistool:
             return results[0] if single else results
         requests = [build_request(spec, self.profile, options, run_settings, image=item.image) for _, item in pending]
         responses = answer_requests(self.backend, requests) if requests else []
-        for (index, image), request, response in zip(pending, requests, responses):
-            results[index] = interpret(spec, self.profile, options, request, response, image.size, image.source)
+        images_done = [image for _, image in pending]
+        interpreted = interpret_many(
+            spec, self.profile, [options] * len(requests), requests, responses,
+            [image.size for image in images_done], [image.source for image in images_done], [run_settings] * len(requests),
+        )
+        for (index, _), result in zip(pending, interpreted):
+            results[index] = result
         return results[0] if single else results
 
     # ------------------------------------------------------------------- tasks
-    def detect(self, images: Any, classes: str | Sequence[str] | None = None, **settings: Any) -> Any:
-        """Detect the given classes (one prompt for all; None: all objects). Returns boxes."""
+    def detect(
+        self, images: Any, classes: str | Sequence[str] | None = None, *, allow_other: bool = False, **settings: Any
+    ) -> Any:
+        """Detect the given classes (one prompt for all; None: all objects). Returns boxes.
+
+        With structured generation a label must be one of the classes; `allow_other=True`
+        also offers "other" (kept as an unknown label) for objects outside them.
+        """
         if classes is not None and not isinstance(classes, str) and len(classes) == 0:
             raise VistoolError("empty class list: give at least one class name, or None for all objects")
         if isinstance(classes, str) and not classes.strip():
             raise VistoolError("empty class list: give at least one class name, or None for all objects")
-        return self.run("detect", images, {"classes": classes}, **settings)
+        options: dict[str, Any] = {"classes": classes}
+        if allow_other:
+            options["allow_other"] = True
+        return self.run("detect", images, options, **settings)
 
     def ground(self, images: Any, expression: str, **settings: Any) -> Any:
         """Find the box(es) a referring expression names."""
@@ -307,12 +354,14 @@ class Vistool:
         spec = TASKS["video_locate" if locate else "video"]
         check_task(spec, self.profile, {"event": locate} if locate else {"question": question})
         sound = self._audio_of(path) if audio else None
-        clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)))
+        decode_size = getattr(self.backend, "video_frame_size", None)  # frames decoded near the model's size
+        clip = sample_video(path, num_frames=frames, fps=fps, max_frames=max(1, min(frames, 32)), decode_size=decode_size)
         options = {"event": locate, "duration": clip.duration} if locate else {"question": question}
-        request = build_request(spec, self.profile, options, self._settings(settings), video=clip)
+        run_settings = self._settings(settings)
+        request = build_request(spec, self.profile, options, run_settings, video=clip)
         request = replace(request, budget=self.profile.video_budget, audio=sound)  # frames use the family's video budget
         response = self.backend.generate([request])[0]
-        result = interpret(spec, self.profile, options, request, response, clip.size, clip.source)
+        result = interpret(spec, self.profile, options, request, response, clip.size, clip.source, run_settings)
         result.extras["timestamps"] = list(clip.timestamps)
         if sound is not None:
             result.extras.update(audio_seconds=sound.duration, audio_clipped=sound.clipped)

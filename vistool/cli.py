@@ -111,6 +111,16 @@ BaseUrlOption = Annotated[Optional[str], typer.Option("--base-url", help="Server
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Token limit (default: the task's).")]
 ThinkingOption = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Let the model think first.")]
 SaveOption = Annotated[Optional[Path], typer.Option("--save", help="Write the annotated image here.")]
+StructuredOption = Annotated[
+    bool,
+    typer.Option(
+        "--structured/--free",
+        help="Constrain the answer to the task's JSON schema (default), or let the model write freely.",
+    ),
+]
+ThoughtTokensOption = Annotated[
+    Optional[int], typer.Option("--thought-tokens", help="With --thinking: the thought's token budget (default 2048), on top of --max-new-tokens.")
+]
 TimeoutOption = Annotated[Optional[float], typer.Option("--timeout", help="--backend openai: seconds one attempt may take in all, connection to last byte (default 120).")]
 RetriesOption = Annotated[Optional[int], typer.Option("--retries", help="--backend openai: tries after a failed one (429, 5xx, timeout, dropped connection; default 3).")]
 ApiKeyEnvOption = Annotated[Optional[str], typer.Option("--api-key-env", help="--backend openai: environment variable holding the API key (default VISTOOL_API_KEY; OPENAI_API_KEY is sent only to api.openai.com unless named here).")]
@@ -129,6 +139,8 @@ _COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "budget": (BudgetOption, None),
     "max_new_tokens": (MaxTokensOption, None),
     "thinking": (ThinkingOption, False),
+    "structured": (StructuredOption, True),
+    "thought_tokens": (ThoughtTokensOption, None),
     "backend": (BackendOption, "transformers"),
     "base_url": (BaseUrlOption, None),
     "timeout": (TimeoutOption, None),
@@ -169,11 +181,12 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
     """Register `func(vt, image, **own_options, **settings)` as `vistool NAME IMAGE ...`.
 
     The command gets `func`'s own arguments and options plus the shared ones (model,
-    profile, budget, max new tokens, thinking, backend, base URL, device, --save).
-    `task` names the task the options select. It loads the image first, then refuses a
-    task the model family cannot run and checks the budget and a `zoom` option against
-    that task (all before any model is loaded), runs the task, prints the result as JSON
-    and, with --save, writes the annotated image (with the zoom's tiles or crops framed).
+    profile, budget, max new tokens, thinking, --structured/--free, thought tokens,
+    backend, base URL, device, --save). `task` names the task the options select. It
+    loads the image first, then refuses a task the model family cannot run and checks the
+    budget and a `zoom` option against that task (all before any model is loaded), runs
+    the task, prints the result as JSON and, with --save, writes the annotated image (with
+    the zoom's tiles or crops framed).
     """
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -201,9 +214,9 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
 
 
 def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
-                    budget: int | None, max_new_tokens: int | None, thinking: bool, backend: str,
-                    base_url: str | None, timeout: float | None, retries: int | None, api_key_env: str | None,
-                    device: str | None, save: Path | None) -> None:
+                    budget: int | None, max_new_tokens: int | None, thinking: bool, structured: bool,
+                    thought_tokens: int | None, backend: str, base_url: str | None, timeout: float | None,
+                    retries: int | None, api_key_env: str | None, device: str | None, save: Path | None) -> None:
     """Load the image (failing fast), find the family and refuse a task it cannot run,
     check the budget and zoom, then load the model, run, print, save."""
     from vistool.api import load
@@ -221,7 +234,7 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     if own.get("zoom") is not None:
         check_zoom(name, own["zoom"])
     vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, thinking=thinking, profile=family,
-              **http_options(timeout, retries, api_key_env))
+              structured=structured, thought_tokens=thought_tokens, **http_options(timeout, retries, api_key_env))
     result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
         fail(f"{loaded.source}: {result.error}")
@@ -403,6 +416,8 @@ def annotate_command(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
+    structured: StructuredOption = True,
+    thought_tokens: ThoughtTokensOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
     timeout: TimeoutOption = None,
@@ -450,12 +465,13 @@ def demo_command(
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
     device: DeviceOption = None,
     tiny: Annotated[bool, typer.Option("--tiny", help="Use a tiny random model (noise answers) to try the UI offline; of the --profile family if given.")] = False,
+    structured: StructuredOption = True,
 ) -> None:
     """Serve the Gradio demo app (the same as `python demos/app.py`)."""
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, tiny=tiny,
-          profile=profile, **http_options(timeout, retries, api_key_env))
+          profile=profile, structured=structured, **http_options(timeout, retries, api_key_env))
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -464,6 +480,10 @@ def eval_command(ctx: typer.Context) -> None:
 
     `vistool eval --help` lists the arguments; they are those of `python -m vistool.evaluation.run`.
     """
+    if len(ctx.args) >= 2 and ctx.args[0] == "score":  # scoring a file needs no model: skip the heavy imports
+        from vistool.evaluation.score import score_existing
+
+        raise typer.Exit(score_existing(ctx.args[1], ctx.args[2:]))
     from vistool.evaluation.run import main as run_eval
 
     raise typer.Exit(run_eval(list(ctx.args)))

@@ -31,8 +31,8 @@ from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.images import load_image
 from vistool.io.video import VideoFrames, sample_video
 from vistool.tasks import TASKS, TaskResult, check_task
-from vistool.zoom.draw import draw_passes
 from vistool.tasks.base import MAX_CLASS_LIST_CHARS
+from vistool.zoom.draw import draw_passes
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +82,10 @@ class DemoRunner:
         Takes the tab, the upload as Gradio sends it unprocessed (a file record with the
         path of the file in Gradio's upload cache, or None) and the raw values of the
         tab's fields followed by its settings (budget or frames, max new tokens,
-        thinking). Raises `gr.Error` with a readable message for a missing or unreadable
-        upload (not an image, too many pixels, not a video), an invalid option or
-        setting, and a model failure, so the user sees it and the server carries on.
+        thinking and, optionally, structured generation). Raises `gr.Error` with a
+        readable message for a missing or unreadable upload (not an image, too many
+        pixels, not a video), an invalid option or setting, and a model failure, so the
+        user sees it and the server carries on.
         """
         options, settings = self._inputs(spec, values)
         try:  # a task the model family cannot run is refused before the upload is read or the model called
@@ -135,16 +136,24 @@ class DemoRunner:
         """Check and split the raw input values into (options, settings); raise gr.Error
         for a choice that is not offered or a setting that is not a number."""
         names = [field.name for field in spec.fields]
-        expected = [len(names) + 3] + ([len(names) + 4] if spec.zoom else [])  # the zoom toggle may be left out
-        if len(values) not in expected:
-            raise gr.Error(f"expected {' or '.join(map(str, expected))} inputs after the {spec.media}, got {len(values)}")
+        # After budget (or frames), max new tokens and thinking: the zoom toggle (tabs that zoom)
+        # and the structured switch, each of which may be left out (older API clients).
+        extra = len(values) - len(names) - 3
+        if not 0 <= extra <= (2 if spec.zoom else 1):
+            expected = len(names) + 3 + (2 if spec.zoom else 1)
+            raise gr.Error(f"expected {expected} inputs after the {spec.media}, got {len(values)}")
         options = dict(zip(names, values))
         for field in spec.fields:
             allowed = [value for _, value in field.choices]
             if field.kind == "radio" and options[field.name] not in allowed:
                 raise gr.Error(f"{field.label}: {options[field.name]!r} is not one of {', '.join(allowed)}")
         first, max_new_tokens, thinking = values[len(names) : len(names) + 3]
-        zoom = values[len(names) + 3] if len(values) > len(names) + 3 else None
+        zoom, structured = None, None
+        for value in values[len(names) + 3 :]:  # the switch is a bool; the zoom is a mode name
+            if isinstance(value, bool):
+                structured = value
+            else:
+                zoom = value
         if zoom not in (None, "", "off", *spec.zoom):
             raise gr.Error(f"Zoom: {zoom!r} is not one of off, {', '.join(spec.zoom)}")
         try:
@@ -152,6 +161,7 @@ class DemoRunner:
                 "frames" if spec.media == "video" else "budget": None if first in (None, "") else int(first),
                 "max_new_tokens": None if max_new_tokens in (None, "") else int(max_new_tokens),
                 "thinking": bool(thinking),
+                "structured": structured,
             }
         except (TypeError, ValueError) as error:
             raise gr.Error(f"settings must be whole numbers: {error}") from error
@@ -227,7 +237,7 @@ def _field(field: Field, tab: str) -> gr.components.Component:
 
 def _settings_controls(spec: TabSpec, runner: DemoRunner) -> list[gr.components.Component]:
     """Build the settings row: the budget (images) or the frame count (video), max new
-    tokens and thinking; return the three components."""
+    tokens, thinking and structured generation; return the four components."""
     options = {field.name: field.default for field in spec.fields}
     budget, max_new_tokens = runner.defaults(spec, options)
     with gr.Row():
@@ -242,13 +252,16 @@ def _settings_controls(spec: TabSpec, runner: DemoRunner) -> list[gr.components.
                                 info=BUDGET_HINT.format(default=budget), elem_id=f"{spec.name}-budget")
         tokens = gr.Slider(1, 4096, value=max_new_tokens, step=1, label="Max new tokens",
                            info="Longest answer allowed; long lists of boxes need more.", elem_id=f"{spec.name}-max-tokens")
-    thinking = gr.Checkbox(value=runner.vt.settings.thinking, label="Thinking (reason before answering; slower)",
-                           elem_id=f"{spec.name}-thinking")
+    with gr.Row():
+        thinking = gr.Checkbox(value=runner.vt.settings.thinking, label="Thinking (reason before answering; slower)",
+                               elem_id=f"{spec.name}-thinking")
+        structured = gr.Checkbox(value=runner.vt.settings.structured, label="Structured (answer held to the task's JSON)",
+                                 elem_id=f"{spec.name}-structured")
     if not spec.zoom:
-        return [first, tokens, thinking]
+        return [first, tokens, thinking, structured]
     choices = [("Off", "off")] + [(ZOOM_LABELS[mode], mode) for mode in spec.zoom]
     zoom = gr.Radio(choices, value="off", label="Zoom", info=ZOOM_HINT, elem_id=f"{spec.name}-zoom")
-    return [first, tokens, thinking, zoom]
+    return [first, tokens, thinking, zoom, structured]
 
 
 def _outputs(spec: TabSpec) -> list[gr.components.Component]:
@@ -308,7 +321,8 @@ def _build_tab(spec: TabSpec, runner: DemoRunner, examples_dir: Path | None) -> 
         # Name the API parameters after the inputs (gradio_client shows these names).
         run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-             for name in (spec.media, *names, first_setting, "max_new_tokens", "thinking", *(["zoom"] if spec.zoom else []))]
+             for name in (spec.media, *names, first_setting, "max_new_tokens", "thinking", *(["zoom"] if spec.zoom else []),
+                          "structured")]
         )
         # preprocess=False: the upload reaches `run` as Gradio's file record, and vistool's
         # own loader reads it, so a non-image or an oversized image gets a clear message.

@@ -82,6 +82,8 @@ class AnnotateConfig:
     profile: the model family (None: read from the checkpoint, see `resolve_profile`).
     engine: "local" (one process) or "ray" (vistool.engines; ray_address, ray_actors,
     ray_gpus_per_actor, or a whole `RayOptions` as `ray`, say how it runs).
+    structured: constrain answers to the task's JSON schema (the default; part of the
+    cache key, so free and constrained answers are never mixed up).
     """
 
     src: str
@@ -104,6 +106,8 @@ class AnnotateConfig:
     batch_size: int | None = None
     max_new_tokens: int | None = None
     thinking: bool = False
+    structured: bool = True
+    thought_tokens: int | None = None
     formats: Sequence[str] | None = None
     rescore: bool = False
     draw: bool = False
@@ -311,7 +315,7 @@ def make_vistool(config: AnnotateConfig, profile: Any = None):
                        batch_size=config.batch_size, profile=profile,
                        lazy=check_engine(config.engine) == "ray", **http).backend
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,
-                   max_pixels=config.max_pixels)
+                   max_pixels=config.max_pixels, structured=config.structured, thought_tokens=config.thought_tokens)
 
 
 def resolve_family(config: AnnotateConfig) -> Any:

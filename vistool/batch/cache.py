@@ -2,7 +2,7 @@
 
 One line per answer: the cache key, the fields it is made of (image content hash, task,
 prompt, system prompt, model, generation settings), the displayed image size and the
-full `GenerationResponse.to_dict()`. A run looks each work item up by key before asking
+full `GenerationResponse.to_dict()` (per-token log-probs packed, see `make_record`). A run looks each work item up by key before asking
 the model, so re-running skips what is done and a changed setting re-does only the items
 whose key it changes.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vistool.errors import VistoolError
+from vistool.runtime.logprob_columns import read_logprobs
 from vistool.runtime.types import GenerationRequest
 
 CACHE_VERSION = 1
@@ -43,17 +44,26 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Request settings that never change the items an answer gives, so they stay out of the
+# cache key (each answer still records them in its provenance, `GenerationResponse.settings`):
+# `stop_when_json_closes` only leaves out what the model writes after its JSON closes (the
+# closing fence, trailing prose; the tokens before are the same), and the parser reads the
+# same items either way. An answer cached with or without it serves both, and a backend
+# that ignores it (a server) keys its answers as the local backend does.
+ANSWER_NEUTRAL_SETTINGS = frozenset({"stop_when_json_closes"})
+
+
 def key_fields(
     image_sha256: str, task: str, request: GenerationRequest, model: str, crop: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """Return the fields an answer depends on, for one image and one request.
 
     Takes the image's content hash, the task name, the request (its prompt, system
-    prompt, budget, max_new_tokens, decoding, thinking, log-probs; its images are not
-    looked at), the model id and, for a request about part of the image (a zoom tile or
-    crop), that part's box (x1, y1, x2, y2) in pixels of the displayed image; None for
-    the whole image, whose fields (and keys) stay as they always were. Returns a
-    JSON-able dict; `cache_key` hashes it.
+    prompt and `settings()` but for `ANSWER_NEUTRAL_SETTINGS`; its images are not looked
+    at), the model id and, for a request about part of the image (a zoom tile or crop),
+    that part's box (x1, y1, x2, y2) in pixels of the displayed image; None for the
+    whole image, whose fields (and keys) stay as they always were. Returns a JSON-able
+    dict; `cache_key` hashes it.
     """
     fields: dict[str, Any] = {
         "image_sha256": image_sha256,
@@ -61,7 +71,7 @@ def key_fields(
         "prompt": request.prompt,
         "system": request.system,
         "model": model,
-        "settings": request.settings(),
+        "settings": {name: value for name, value in request.settings().items() if name not in ANSWER_NEUTRAL_SETTINGS},
     }
     if crop is not None:
         fields["crop"] = [int(value) for value in crop]
@@ -237,7 +247,12 @@ def make_record(fields: Mapping[str, Any], response: dict[str, Any], image_size:
     Takes the key fields (`key_fields`), the response as `GenerationResponse.to_dict()`,
     the displayed image size (W, H) and the image's path (informational: a renamed file
     with the same content still hits). Returns the dict `AnswerCache.append` stores.
+    Per-token log-probs are stored packed (`TokenLogprobs.pack`: token texts joined,
+    values and integer columns in base64, nothing rounded); records written before,
+    with one dict per token, still read (`GenerationResponse.from_dict` takes both).
     """
+    if isinstance(response.get("logprobs"), list):  # store per-token log-probs in their compact form
+        response = {**response, "logprobs": read_logprobs(response["logprobs"]).pack()}  # type: ignore[union-attr]
     return {
         "v": CACHE_VERSION,
         "key": cache_key(fields),

@@ -15,7 +15,9 @@ is one failed item, never a hang or a MemoryError), hashes its bytes in chunks a
 decodes it only when its answer is not cached (so the model never waits on image
 decoding, and a fully cached re-run decodes nothing). Answers are appended to the cache
 (fsync'd) after every batch, then interpreted from the cached record, so a fresh result
-and a cached one are built from the very same bytes. One item's failure (unreadable file,
+and a cached one are built from the very same bytes; answers are interpreted a batch at
+a time (`BatchRunner.outcomes`: one `parse_many` per task and class list). Work items
+and outcomes are defined in `vistool.batch.items`. One item's failure (unreadable file,
 model error, unusable answer) is recorded in its `Outcome` and never stops the others.
 A cached record that cannot be read back (a corrupted line with a valid key) counts as
 absent: the item is asked again, the new answer replaces it, and the report counts it
@@ -26,137 +28,38 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tqdm import tqdm
 
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache, cache_key, key_fields, make_record
+from vistool.batch.items import (
+    Outcome,
+    PreparedItem,
+    RunReport,
+    Stage,
+    Status,
+    WorkItem,
+    answer_problem,
+    record_problem,
+)
 from vistool.errors import ImageLoadError, VistoolError
 from vistool.io.images import LoadedImage, image_file_sha256, load_image
 from vistool.runtime.backend import answer_requests
-from vistool.runtime.types import GenerationRequest, GenerationResponse
-from vistool.tasks import TASKS, RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.runtime.types import GenerationResponse
+from vistool.tasks import TASKS, RunSettings, TaskResult, build_request, interpret_many
 from vistool.zoom import ZoomSettings
 
 logger = logging.getLogger(__name__)
-
-Status = Literal["done", "cached", "failed"]
-# Where an item failed: reading the image, its options, the model call, the answer, or
-# (with cache_only) a missing cached answer.
-Stage = Literal["read", "options", "model", "answer", "cache"]
-
-_SNIPPET = 60
-
-
-@dataclass
-class WorkItem:
-    """One unit of work: an image file, a task name and that item's task options.
-
-    `settings` optionally overrides the run's generation settings for this item (budget,
-    max_new_tokens, decoding, thinking, logprobs, system, zoom). `id` is the caller's
-    name for the item (e.g. a COCO image id); it defaults to the path.
-    """
-
-    image: str | Path
-    task: str = "detect"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    id: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The item's id, or its path."""
-        return self.id if self.id is not None else str(self.image)
-
-
-@dataclass
-class Outcome:
-    """What happened to one work item.
-
-    status: "done" (answered now), "cached" (answer from the cache) or "failed".
-    result: the task result (also set for a failed item whose answer was unusable, so
-    its raw answer can be inspected). reason/stage: why and where it failed.
-    key/image_sha256: the cache key and the file's content hash, when known.
-    """
-
-    item: WorkItem
-    status: Status
-    result: TaskResult | None = None
-    reason: str | None = None
-    stage: Stage | None = None
-    key: str | None = None
-    image_sha256: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the item has a usable result."""
-        return self.status != "failed"
-
-
-@dataclass
-class RunReport:
-    """The outcome of every item (in input order), the model calls made, the wall time, and
-    how many cached records could not be read back (asked again, or with cache_only failed)."""
-
-    outcomes: list[Outcome]
-    model_calls: int
-    seconds: float
-    unreadable_records: int = 0
-
-    def count(self, status: Status) -> int:
-        """Return how many items ended with `status`."""
-        return sum(1 for outcome in self.outcomes if outcome.status == status)
-
-    @property
-    def failures(self) -> list[Outcome]:
-        """The failed items, in input order."""
-        return [outcome for outcome in self.outcomes if outcome.status == "failed"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the counts and timing as a JSON-able dict."""
-        done = self.count("done")
-        return {
-            "images": len(self.outcomes),
-            "done": done,
-            "cached": self.count("cached"),
-            "failed": self.count("failed"),
-            "failed_by_stage": dict(sorted(Counter(o.stage for o in self.failures if o.stage).items())),
-            "model_calls": self.model_calls,
-            "unreadable_cached_answers": self.unreadable_records,
-            "seconds": round(self.seconds, 3),
-            "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
-        }
-
-
-@dataclass
-class PreparedItem:
-    """An item made ready for the model: its task, request and cache key, and (when the
-    model must answer it) its decoded image; or where and why it failed before the model.
-
-    `BatchRunner.plan` fills in the task and request, `BatchRunner.load` the key fields,
-    key and image. Other engines (vistool.engines) build items with these two steps.
-    """
-
-    index: int
-    item: WorkItem
-    spec: TaskSpec | None = None
-    request: GenerationRequest | None = None
-    fields: dict[str, Any] | None = None
-    key: str | None = None
-    image: LoadedImage | None = None
-    failure: tuple[Stage, str] | None = None
-    unreadable: str | None = None  # why its cached record could not be read back
-
 
 DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
 MAX_DEFAULT_BATCH = 64  # a batch's decoded full-size images (and the next batch's) are held in memory
@@ -241,8 +144,16 @@ class BatchRunner:
 
         plain = [(index, item) for index, item in enumerate(work) if not self.zoom_of(item).on]
         zoomed = [(index, item) for index, item in enumerate(work) if self.zoom_of(item).on]
+        cached: list[tuple[PreparedItem, dict[str, Any]]] = []  # interpreted together, as a batch of answers
         try:
             for prepared in self._prefetched(plain):
+                record = self._cached_record(prepared)
+                if record is not None:
+                    cached.append((prepared, record))
+                    if len(cached) >= self.batch_size:
+                        settle(self._indexed(cached, "cached"))
+                        cached = []
+                    continue
                 ready = self._resolve(prepared)
                 if ready is not None:
                     settle([(prepared.index, ready)])
@@ -251,6 +162,8 @@ class BatchRunner:
                 if len(batch) >= self.batch_size:
                     settle(self._run_batch(batch))
                     batch = []
+            if cached:
+                settle(self._indexed(cached, "cached"))
             if batch:
                 settle(self._run_batch(batch))
             if zoomed:
@@ -339,7 +252,7 @@ class BatchRunner:
         assert prepared.spec is not None and prepared.request is not None
         path = Path(prepared.item.image)
         try:
-            digest = image_file_sha256(path, max_pixels=self.vt.max_pixels)
+            digest = image_file_sha256(path, max_pixels=self.vt.max_pixels)  # a regular image file, checked first
         except ImageLoadError as exc:
             prepared.failure = ("read", str(exc))
             return prepared
@@ -363,20 +276,27 @@ class BatchRunner:
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared
 
+    def _cached_record(self, prepared: PreparedItem) -> dict[str, Any] | None:
+        """Return the item's cached answer record, or None (not cached, no cache, the item
+        already failed, or its record cannot be read back and was not answered again since)."""
+        if prepared.unreadable is not None and prepared.key is not None:
+            self._unreadable.add(prepared.key)
+        if prepared.failure is not None or self.cache is None or prepared.key is None:
+            return None
+        record = self.cache.get(prepared.key)
+        if record is not None and prepared.unreadable is not None and record_problem(record) is not None:
+            return None  # the damaged record itself (kept by a cache-only run): `_resolve` fails the item
+        return record
+
     def _resolve(self, prepared: PreparedItem) -> Outcome | None:
-        """Settle an item without the model when possible (a failure or a cached answer).
+        """Settle an uncached item without the model when possible (it failed, or the run is cache-only).
 
         Returns its outcome, or None when it must go to the model (its image is loaded).
+        Cached items are settled before this, in batches (`_cached_record`, `outcomes`).
         """
-        if prepared.unreadable is not None:
-            assert prepared.key is not None
-            self._unreadable.add(prepared.key)
         if prepared.failure is not None:
             return self.failed(prepared, *prepared.failure)
         assert prepared.key is not None
-        record = self.cache.get(prepared.key) if self.cache is not None else None
-        if record is not None and (prepared.unreadable is None or record_problem(record) is None):
-            return self._from_record(prepared, record, "cached")  # (an unreadable one may have been re-asked since)
         if self.cache_only and prepared.unreadable is not None:
             return self.failed(prepared, "cache", f"the cached answer cannot be read ({prepared.unreadable}); "
                                 "run without --rescore to ask the model again")
@@ -395,7 +315,7 @@ class BatchRunner:
         records = [answer for answer in answers.values() if isinstance(answer, dict)]
         if self.cache is not None and records:
             self.cache.append(records)
-        return [(prepared.index, self.outcome(prepared, answers[prepared.key])) for prepared in batch]  # type: ignore[index]
+        return self._indexed([(prepared, answers[prepared.key]) for prepared in batch])  # type: ignore[index]
 
     def ask_model(self, batch: list[PreparedItem]) -> dict[str, dict[str, Any] | str]:
         """Ask the backend once per distinct cache key of `batch` (loaded items, image decoded).
@@ -421,7 +341,7 @@ class BatchRunner:
         for (key, leader), response in zip(leaders.items(), responses):
             if response.ok:
                 assert leader.fields is not None and leader.image is not None
-                record = make_record(leader.fields, response.to_dict(), leader.image.size, str(leader.item.image))
+                record = make_record(leader.fields, response.to_dict(packed_logprobs=True), leader.image.size, str(leader.item.image))
                 answers[key] = json.loads(json.dumps(record))  # exactly what a later run reads back
             else:
                 answers[key] = str(response.error)
@@ -432,26 +352,70 @@ class BatchRunner:
 
         Takes the item, its answer (a cache record, or the error text of a failed
         request, as `ask_model` gives them) and the status of a usable answer ("done",
-        or "cached" for an answer read from the cache).
+        or "cached" for an answer read from the cache). `outcomes` does the same for a
+        batch of answers, faster.
         """
-        if isinstance(answer, str):
-            return self.failed(prepared, "model", f"model error: {answer}")
-        return self._from_record(prepared, answer, status)
+        return self.outcomes([(prepared, answer)], status)[0]
 
-    def _from_record(self, prepared: PreparedItem, record: dict[str, Any], status: Status) -> Outcome:
-        """Interpret a cached (or just cached) answer into the item's outcome."""
-        assert prepared.spec is not None and prepared.request is not None
-        item = prepared.item
-        outcome = Outcome(item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
-        try:
-            response = GenerationResponse.from_dict(record["response"])
+    def outcomes(self, answered: Sequence[tuple[PreparedItem, dict[str, Any] | str]], status: Status = "done") -> list[Outcome]:
+        """Return the outcomes of loaded items from their answers, in order (see `outcome`).
+
+        Takes (item, answer) pairs and the status of the usable answers. The answers of
+        one task are interpreted together (`interpret_many`: one `parse_many` per class
+        list); should that raise, each answer is interpreted alone, so a bad answer
+        fails only its own item.
+        """
+        results: list[Outcome | None] = [None] * len(answered)
+        by_task: dict[str, list[int]] = {}
+        for position, (prepared, answer) in enumerate(answered):
+            if isinstance(answer, str):
+                results[position] = self.failed(prepared, "model", f"model error: {answer}")
+            else:
+                assert prepared.spec is not None
+                by_task.setdefault(prepared.spec.name, []).append(position)
+        for positions in by_task.values():
+            group: list[tuple[PreparedItem, dict[str, Any]]] = [answered[position] for position in positions]  # type: ignore[misc]
+            try:
+                interpreted: list[TaskResult | None] = list(self._interpret_records(group))
+            except Exception:  # isolate: each answer alone in `_settled`
+                interpreted = [None] * len(group)
+            for position, (prepared, record), result in zip(positions, group, interpreted):
+                results[position] = self._settled(prepared, record, status, result)
+        return results  # type: ignore[return-value]
+
+    def _indexed(self, answered: list[tuple[PreparedItem, dict[str, Any] | str]], status: Status = "done") -> list[tuple[int, Outcome]]:
+        """`outcomes` as (item position, outcome) pairs, for `run`'s bookkeeping."""
+        return [(prepared.index, outcome) for (prepared, _), outcome in zip(answered, self.outcomes(answered, status))]
+
+    def _interpret_records(self, group: list[tuple[PreparedItem, dict[str, Any]]]) -> list[TaskResult]:
+        """Interpret the records of one task's items with one `interpret_many` call."""
+        spec = group[0][0].spec
+        assert spec is not None and all(prepared.request is not None for prepared, _ in group)
+        sizes = []
+        for _, record in group:
             width, height = record["image_size"]
-            outcome.result = interpret(
-                prepared.spec, self.vt.profile, item.options, prepared.request, response, (int(width), int(height)), str(item.image)
-            )
-        except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
-            return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
-        problem = answer_problem(outcome.result)
+            sizes.append((int(width), int(height)))
+        return interpret_many(
+            spec,
+            self.vt.profile,
+            [prepared.item.options for prepared, _ in group],
+            [prepared.request for prepared, _ in group],  # type: ignore[misc]
+            [GenerationResponse.from_dict(record["response"]) for _, record in group],
+            sizes,
+            [str(prepared.item.image) for prepared, _ in group],
+            [self._settings_for(prepared.item) for prepared, _ in group],
+        )
+
+    def _settled(self, prepared: PreparedItem, record: dict[str, Any], status: Status, result: TaskResult | None) -> Outcome:
+        """The outcome of a cached (or just cached) answer, interpreted as `result` (None: interpret it here, alone)."""
+        outcome = Outcome(prepared.item, status, key=prepared.key, image_sha256=record.get("image_sha256"))
+        if result is None:
+            try:
+                result = self._interpret_records([(prepared, record)])[0]
+            except Exception as exc:  # a parser bug must not stop the batch; --rescore re-tries after a fix
+                return replace(outcome, status="failed", stage="answer", reason=f"cannot interpret the answer: {type(exc).__name__}: {exc}")
+        outcome.result = result
+        problem = answer_problem(result)
         if problem is not None:
             return replace(outcome, status="failed", stage="answer", reason=problem)
         return outcome
@@ -463,63 +427,14 @@ class BatchRunner:
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
 
-def record_problem(record: Mapping[str, Any] | None) -> str | None:
-    """Say why a cached record cannot be turned back into an answer, or None when it can.
-
-    Takes what `AnswerCache.get` returned. The record must hold a response that
-    `GenerationResponse.from_dict` rebuilds, with text fields that are strings, and the
-    image size as two positive whole numbers. (Whether the answer itself is usable is
-    `answer_problem`'s question, asked later.)
-    """
-    if record is None:
-        return "the line is no longer readable"
-    try:
-        response = GenerationResponse.from_dict(record["response"])
-        width, height = record["image_size"]
-        if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height:
-            return f"image_size is not two whole numbers: {record['image_size']!r}"
-        if width < 1 or height < 1:
-            return f"image_size is not positive: {record['image_size']!r}"
-    except Exception as exc:  # any shape of damage: a missing field, a wrong type, a string for a dict
-        return f"{type(exc).__name__}: {exc}"
-    for name in ("text", "raw_text"):
-        if not isinstance(getattr(response, name), str):
-            return f"response.{name} is not a string"
-    if response.thought is not None and not isinstance(response.thought, str):
-        return "response.thought is not a string"
-    if response.logprobs is not None and not all(
-        isinstance(entry.logprob, (int, float)) and isinstance(entry.offset, int) for entry in response.logprobs
-    ):
-        return "response.logprobs hold values that are not numbers"
-    return None
-
-
-def answer_problem(result: TaskResult) -> str | None:
-    """Say why a model answer is unusable, or None when it is usable.
-
-    Takes an interpreted result. An answer is unusable when it is empty (the result
-    carries `interpret`'s error), when a structured task's answer holds no JSON at all,
-    or when every item in it was dropped (the reasons are counted). An empty list ("[]":
-    nothing found) is a usable answer. Returns a one-line reason with the start of the answer.
-    """
-    if result.error:
-        return result.error
-    text = result.text or ""
-    start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
-    if not text.strip():
-        return "empty answer: the model returned no text"
-    if result.parsed is None:
-        return None
-    diagnostics = result.parsed.diagnostics
-    if diagnostics.kept > 0:
-        return None
-    if diagnostics.found > 0:
-        reasons = Counter(diagnostics.reasons())
-        listed = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-        return f"unparseable answer: no usable item ({listed}): {start}"
-    if not re.search(r"[\[{]", text):
-        return f"unparseable answer: no JSON in the answer: {start}"
-    return None
-
-
-__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "WorkItem", "answer_problem", "record_problem"]
+__all__ = [
+    "BatchRunner",
+    "Outcome",
+    "PreparedItem",
+    "RunReport",
+    "Stage",
+    "Status",
+    "WorkItem",
+    "answer_problem",
+    "record_problem",
+]

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
 import pickle
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ from tqdm import tqdm
 import vistool
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
-from vistool.batch.runner import DEFAULT_BATCH, MAX_DEFAULT_BATCH, BatchRunner, Outcome, PreparedItem, RunReport, WorkItem
+from vistool.batch.runner import DEFAULT_BATCH, MAX_DEFAULT_BATCH, BatchRunner, Outcome, PreparedItem, RunReport, Status, WorkItem
 from vistool.engines import RayOptions
 from vistool.errors import VistoolError
 from vistool.io.images import LoadedImage
@@ -243,6 +245,12 @@ class RayRunner:
         self.startup_s = 0.0
         self.light = copy.copy(vt)
         self.light.backend = ModelName(vt.backend.model_id, vt.backend.profile_name)  # type: ignore[assignment]
+        if self.recipe is not None and self.recipe.backend.strip().lower() == "vllm" and vt.settings.structured:
+            # ray.data.llm's vLLM stage sends no JSON schema (yet): plan its requests free, so that the cache
+            # keys and the results say what was generated.
+            warnings.warn("--engine ray --backend vllm sends no JSON schema: answers are generated free", UserWarning,
+                          stacklevel=2)
+            self.light.settings = dataclasses.replace(self.light.settings, structured=False)
 
     # ---------------------------------------------------------------- public
     def run(self, items: Iterable[WorkItem]) -> RunReport:
@@ -364,30 +372,40 @@ class RayRunner:
             self.cache.append(records)  # a key stored before (a retried batch, a duplicate image) is skipped
 
     def _outcomes(self, work: list[WorkItem], rows: dict[int, dict[str, Any]]) -> list[Outcome]:
-        """Every item's outcome, in input order, from its row and the cache."""
+        """Every item's outcome, in input order, from its row and the cache.
+
+        Answers are interpreted MAX_DEFAULT_BATCH at a time (`BatchRunner.outcomes`: one
+        `parse_many` per task and class list), each batch's records read from the cache.
+        """
         driver = BatchRunner(self.light, self.cache, batch_size=1, workers=0, progress=False)
         missing = [index for index in range(len(work)) if index not in rows]
-        settled = self._settle_locally(work, missing)
-        outcomes = []
+        outcomes: dict[int, Outcome] = self._settle_locally(work, missing)
+        answered: dict[Status, list[tuple[int, PreparedItem, str | None]]] = {"done": [], "cached": []}
         for index, item in enumerate(work):
-            if index in settled:
-                outcomes.append(settled[index])
+            if index in outcomes:
                 continue
             row = rows[index]
             prepared = driver.plan(index, item)
             if row["fields"] is not None:
                 prepared.fields, prepared.key = json.loads(row["fields"]), row["key"]
             if row["status"] == "failed":
-                outcomes.append(driver.failed(prepared, row["stage"], row["reason"]))
+                outcomes[index] = driver.failed(prepared, row["stage"], row["reason"])
             elif row["status"] == "error":
-                outcomes.append(driver.outcome(prepared, row["answer"]))
-            else:
-                record = self.cache.get(prepared.key) if prepared.key else None
-                if record is None:
-                    outcomes.append(driver.failed(prepared, "cache", "the answer did not reach the answer cache"))
-                else:
-                    outcomes.append(driver.outcome(prepared, record, "done" if row["status"] == "answered" else "cached"))
-        return outcomes
+                answered["done"].append((index, prepared, row["answer"]))  # the model's error text
+            else:  # the record is read from the cache below, a batch at a time
+                answered["done" if row["status"] == "answered" else "cached"].append((index, prepared, None))
+        for status, entries in answered.items():
+            for start in range(0, len(entries), MAX_DEFAULT_BATCH):
+                pairs: list[tuple[PreparedItem, dict[str, Any] | str]] = []
+                for index, prepared, answer in entries[start : start + MAX_DEFAULT_BATCH]:
+                    record = answer if answer is not None else self.cache.get(prepared.key) if prepared.key else None
+                    if record is None:
+                        outcomes[index] = driver.failed(prepared, "cache", "the answer did not reach the answer cache")
+                    else:
+                        pairs.append((prepared, record))
+                for (prepared, _), outcome in zip(pairs, driver.outcomes(pairs, status)):
+                    outcomes[prepared.index] = outcome
+        return [outcomes[index] for index in range(len(work))]
 
     def _settle_locally(self, work: list[WorkItem], missing: list[int]) -> dict[int, Outcome]:
         """Outcomes of items the model stage did not return (cached or unreadable), from the cache here."""

@@ -243,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--api-key-env", help="--backend openai: environment variable holding the API key")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int)
+    model.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
+                       help="constrain answers to the task's JSON schema (default); --no-structured or --free: free answers")
+    model.add_argument("--free", dest="structured", action="store_false", help=argparse.SUPPRESS)
     model.add_argument("--device")
     model.add_argument("--batch-size", type=int, default=None, help="images per model call (default: the backend's batch for the budget, at most 64; 8 for a server)")
     model.add_argument("--limit", type=int, help="only the first N samples")
@@ -307,13 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _score_existing(benchmark: str, argv: list[str]) -> int:
-    """Score an existing predictions file with the benchmark's own scorer CLI (`eval.<name> score ...`)."""
-    import importlib
+    """Score an existing predictions file with the benchmark's own scorer CLI (see `vistool.evaluation.score`)."""
+    from vistool.evaluation.score import score_existing
 
-    if benchmark not in ("coco", "screenspot", "ocr", "refexp"):
-        print(f"error: unknown benchmark {benchmark!r}; use coco, screenspot, ocr or refexp", file=sys.stderr)
-        return 2
-    return int(importlib.import_module(f"eval.{benchmark}").main(["score", *argv]) or 0)
+    return score_existing(benchmark, argv)
 
 
 # The task each benchmark runs (refused before the model loads when the family cannot run it).
@@ -332,10 +332,11 @@ def _model(args: argparse.Namespace, load: Callable[..., Vistool]) -> Vistool:
         from vistool.batch.annotate import CacheOnlyBackend
 
         backend = CacheOnlyBackend(args.model, family.name)
-        return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens)
+        return Vistool(backend, budget=args.budget, max_new_tokens=args.max_new_tokens, structured=args.structured)
     http = {name: getattr(args, name) for name in ("timeout", "retries", "api_key_env") if getattr(args, name) is not None}
     return load(args.model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
-                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray", **http)
+                max_new_tokens=args.max_new_tokens, profile=family, lazy=args.engine.strip().lower() == "ray",
+                structured=args.structured, **http)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,8 @@ class VideoFrames:
     """Frames sampled from a video, each with its timestamp in seconds.
 
     `frames[i]` was shown at `timestamps[i]` seconds; `fps` and `duration` describe the
-    source video; `source` names it (for error messages and provenance).
+    source video; `source` names it (for error messages and provenance); `size` is the
+    source's frame size (W, H), whatever size the frames were decoded at.
     """
 
     frames: list[Image.Image]
@@ -34,6 +36,7 @@ def sample_video(
     num_frames: int | None = 32,
     fps: float | None = None,
     max_frames: int = 32,
+    decode_size: Callable[[int, int, int], tuple[int, int] | None] | None = None,
 ) -> VideoFrames:
     """Sample frames from a video file with decord, with their timestamps.
 
@@ -52,8 +55,16 @@ def sample_video(
     assumed; variable-frame-rate clips get approximate times). Rotation metadata of
     phone videos is not applied (decord ignores it).
 
+    `decode_size` (optional) maps the source frame size and the number of frames sampled
+    (W, H, count) to the size to decode frames at, or None for full size: decord scales
+    them while decoding (issue 19: at Gemma 4's 70-token frame budget a 1280x720 frame
+    becomes 528x288, 16% of the pixels).
+    The backend's `video_frame_size` is such a function; it picks a size whose resize by
+    the model's processor gives the same size, hence the same soft-token grid, as the
+    full frame.
+
     Returns a `VideoFrames` with RGB PIL frames, their timestamps, the video's average
-    fps, its duration (frame count / fps), the source path and the frame size (W, H).
+    fps, its duration (frame count / fps), the source path and the source frame size (W, H).
     Raises `VideoLoadError` (``cannot load video <path>: <reason>``) for a missing,
     empty or unreadable file and for num_frames, fps or max_frames <= 0.
     """
@@ -89,7 +100,16 @@ def sample_video(
             raise fail(f"the video reports no usable frame rate ({average_fps})")
         indices = _frame_indices(total, average_fps, num_frames, fps, max_frames)
         try:
-            batch = reader.get_batch(indices).asnumpy()
+            first = reader.get_batch(indices[:1]).asnumpy()
+            source_size = (int(first.shape[2]), int(first.shape[1]))
+            target = decode_size(*source_size, len(indices)) if decode_size is not None else None
+            if target is not None and tuple(target) != source_size:
+                del reader  # decoded again, scaled by decord while decoding (same frame indices)
+                reader = decord.VideoReader(source, ctx=decord.cpu(0), width=int(target[0]), height=int(target[1]))
+                batch = reader.get_batch(indices).asnumpy()
+            else:
+                rest = reader.get_batch(indices[1:]).asnumpy() if len(indices) > 1 else first[:0]
+                batch = np.concatenate([first, rest])
         except Exception as e:
             first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise fail(f"cannot decode frames ({first_line})") from e
@@ -103,7 +123,7 @@ def sample_video(
         fps=average_fps,
         duration=total / average_fps,
         source=source,
-        size=frames[0].size,
+        size=source_size,
     )
 
 

@@ -19,6 +19,8 @@ NON_FINITE = "non_finite"  # NaN or infinity
 INCOMPLETE_TOKENS = "incomplete_tokens"  # a run of location tokens not a multiple of the group
 OUTSIDE_IMAGE = "outside_image"  # nothing left after clipping to the image
 ZERO_AREA = "zero_area"  # a box or quad with no width or no height
+DUPLICATE = "duplicate"  # the same label as an earlier item, overlapping it (IoU at or above the threshold)
+SUPPRESSED = "suppressed"  # removed by the optional class-wise non-maximum suppression
 INTERNAL_ERROR = "internal_error"  # a bug in vistool; reported instead of raised
 
 SNIPPET_CHARS = 80
@@ -55,7 +57,9 @@ class Diagnostics:
     (e.g. "json_repair", "unwrapped 'boxes'"); truncated: the answer was cut off;
     reordered / clipped: items whose corners were reversed / that crossed the image
     border; unknown_labels: labels that were not among the requested classes;
-    thought: the reasoning text found in a thinking channel (None when none).
+    thought: the reasoning text found in a thinking channel (None when none);
+    coordinate_scale: None when the answer used the family's own scale, else the scale
+    it was found on and mapped from ("unit" for 0-1, "pixels" for the image's pixels).
     """
 
     profile: str = ""
@@ -69,6 +73,7 @@ class Diagnostics:
     clipped: int = 0
     unknown_labels: list[str] = field(default_factory=list)
     thought: str | None = None
+    coordinate_scale: str | None = None
 
     def drop(self, reason: str, detail: str = "", text: str = "", span: tuple[int, int] | None = None) -> None:
         """Record one dropped item."""

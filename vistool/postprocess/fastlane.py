@@ -9,8 +9,11 @@ numeric work (numbers -> array, mapping to pixels, the inside-the-image check) o
 the whole batch.
 
 An answer the lane cannot take whole (a thinking channel, several fences, repairs,
-scores, odd labels, a box that needs clipping or reordering, ...) is handed back, and
-the general path parses it. Both give the same result; the tests compare them.
+scores, odd labels, a box that needs clipping or reordering, a duplicate item, numbers
+that may be on a 0-1 scale, ...) is handed back, and the general path parses it. Both
+give the same result; the tests compare them. Answer variants (other keys, a label ->
+box dict, a wrapper object, JSON lines) never enter the lane: it takes only a strict
+list of the family's own keys.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from vistool.postprocess.duplicates import pair_overlap
 from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
@@ -107,14 +111,18 @@ def map_simple(
     image_sizes: Sequence[Size],
     profile: ModelProfile,
     resized_sizes: Sequence[Size | None],
+    duplicate_iou: float | None = None,
 ) -> MappedBoxes:
     """Map the boxes of a batch of simple answers to pixels and find their spans, all at once.
 
     Takes the answers (None for one the lane does not take), each answer's displayed
     (width, height) and resized (width, height) (None unless the family answers in
-    resized pixels). An answer is handed back (bounds None) when its numbers are not
-    plain numbers, when a box would need clipping, reordering or dropping, or when its
-    list holds braces that are not its items' own (inside strings). Returns `MappedBoxes`.
+    resized pixels), and the duplicate threshold of the parse (None: no duplicates
+    dropped). An answer is handed back (bounds None) when its numbers are not plain
+    numbers, when a box would need clipping, reordering or dropping, when its list
+    holds braces that are not its items' own (inside strings), when two of its items
+    may be duplicates, or when all its numbers lie in 0..1 and the family reads 0-1
+    scales. Returns `MappedBoxes`.
     """
     bounds: list[tuple[int, int] | None] = [None] * len(answers)
     indices = [index for index, answer in enumerate(answers) if answer is not None]
@@ -128,7 +136,9 @@ def map_simple(
             chain.from_iterable(answer.numbers for answer in taken), dtype=np.float64, count=4 * total
         ).reshape(total, 4)
     except OverflowError:  # an integer beyond any float: hand back the answers that hold one
-        return map_simple([answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes)
+        return map_simple(
+            [answer if _fits_floats(answer) else None for answer in answers], image_sizes, profile, resized_sizes, duplicate_iou
+        )
     system = profile.coords
     factors = np.array([pixel_factors(system, image_sizes[i], resized_sizes[i]) for i in indices])
     scale = np.tile(np.repeat(factors, counts, axis=0), 2)
@@ -143,11 +153,46 @@ def map_simple(
     spans, flat = brace_spans_many(
         [answer.text for answer in taken], [answer.begin for answer in taken], [answer.stop for answer in taken], counts
     )
-    answer_good = (np.logical_and.reduceat(good, starts) & flat).tolist()
+    answer_good = np.logical_and.reduceat(good, starts) & flat
+    if profile.variants.unit_scale:  # the general path decides whether such an answer is on a 0-1 scale
+        answer_good &= np.maximum.reduceat(np.abs(coords).max(axis=1), starts) > 1.0
+    if duplicate_iou is not None:
+        answer_good &= ~_has_duplicates(xyxy, [answer.labels for answer in taken], counts, duplicate_iou)
+    answer_good = answer_good.tolist()
     for index, start, count, ok in zip(indices, starts.tolist(), counts, answer_good):
         if ok:
             bounds[index] = (start, start + count)
     return MappedBoxes(xyxy, spans, bounds)
+
+
+def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int], iou: float) -> np.ndarray:
+    """Return, per answer, whether two of its boxes share a label and overlap at IoU >= `iou`.
+
+    For the whole batch at once, with no loop over answers or groups: boxes are sorted
+    by (answer, label); every pair inside a run of equal keys is listed (each box pairs
+    with the later boxes of its run) and all pairs are compared in one array operation.
+    """
+    total = len(xyxy)
+    table = {name: code for code, name in enumerate(dict.fromkeys(chain.from_iterable(labels)))}
+    codes = np.fromiter(map(table.__getitem__, chain.from_iterable(labels)), dtype=np.int64, count=total)
+    keys = np.repeat(np.arange(len(counts)), counts) * max(1, len(table)) + codes
+    answer_of = keys // max(1, len(table))
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    run_starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    run_sizes = np.diff(np.append(run_starts, total))
+    position = np.arange(total) - np.repeat(run_starts, run_sizes)  # each box's place in its run
+    later = np.repeat(run_sizes, run_sizes) - 1 - position  # how many boxes of its run come after it
+    if not later.any():
+        return np.zeros(len(counts), dtype=bool)
+    first = np.repeat(np.arange(total), later)
+    pair_starts = np.cumsum(later) - later
+    second = first + 1 + (np.arange(len(first)) - pair_starts[first])
+    first, second = order[first], order[second]
+    hits = pair_overlap(xyxy, first, second) >= iou
+    found = np.zeros(len(counts), dtype=bool)
+    found[answer_of[first[hits]]] = True
+    return found
 
 
 def _fits_floats(answer: SimpleAnswer | None) -> bool:

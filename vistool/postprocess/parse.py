@@ -21,8 +21,9 @@ import supervision as sv
 
 from vistool import profiles
 from vistool.errors import VistoolError
-from vistool.postprocess import geometry
-from vistool.postprocess.diagnostics import INTERNAL_ERROR, Diagnostics, snippet
+from vistool.postprocess import geometry, scales
+from vistool.postprocess.diagnostics import DUPLICATE, INTERNAL_ERROR, SUPPRESSED, Diagnostics, snippet
+from vistool.postprocess.duplicates import DEFAULT_DUPLICATE_IOU, find_duplicates, suppressed
 from vistool.postprocess.fastlane import MappedBoxes, SimpleAnswer, map_simple, read_simple
 from vistool.postprocess.readers import RawItems, read_json
 from vistool.postprocess.results import (
@@ -90,6 +91,44 @@ class ParseResult:
         else:
             self.result.confidence = array
 
+    def suppress_overlaps(self, iou: float, text: str = "") -> int:
+        """Apply class-wise non-maximum suppression in place; return how many items it removed.
+
+        Takes the IoU above which the lower-ranked of two items with the same label goes
+        (ranked by confidence when every item has one, else by the answer's order) and,
+        optionally, the answer text (for the excerpts in the diagnostics). Boxes and OCR
+        regions only; points are left as they are. Each removal is reported as dropped
+        ("suppressed").
+        """
+        if isinstance(self.result, sv.Detections):
+            boxes = self.result.xyxy
+            labels = list(self.result.data.get("class_name", [None] * len(boxes)))
+            scores = self.result.confidence
+        elif isinstance(self.result, OCRResult):
+            regions = self.result.regions
+            boxes = np.array([region.box for region in regions], dtype=np.float64).reshape(len(regions), 4)
+            labels = [region.text for region in regions]
+            values = [region.confidence for region in regions]
+            scores = None if None in values else np.array(values, dtype=np.float64)
+        else:
+            return 0
+        removed = suppressed(boxes, labels, scores, iou)
+        if not removed:
+            return 0
+        spans = self.spans
+        keep = np.ones(len(boxes), dtype=bool)
+        for index, by, overlap in removed:
+            keep[index] = False
+            span = spans[index]
+            excerpt = snippet(text, *span) if text and span else ""
+            self.diagnostics.drop(SUPPRESSED, f"overlaps a higher-ranked {labels[by]!r} (IoU {overlap:.2f})", excerpt, span)
+        if isinstance(self.result, sv.Detections):
+            self.result = self.result[keep]
+        else:
+            self.result = OCRResult([region for region, kept in zip(self.result.regions, keep.tolist()) if kept])
+        self.diagnostics.kept = int(keep.sum())
+        return len(removed)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict of the whole parse (result and diagnostics)."""
         if isinstance(self.result, sv.Detections):
@@ -137,6 +176,7 @@ def parse(
     classes: Sequence[str] | None = None,
     resized_size: tuple[int, int] | None = None,
     confidence: Sequence[float] | np.ndarray | None = None,
+    duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
 ) -> ParseResult:
     """Parse a model's answer into a typed result in pixels of the displayed image.
 
@@ -145,11 +185,14 @@ def parse(
     profile name or record); the kind ("boxes", "points", "ocr_regions"); optionally the
     requested classes (they fix `class_id`: requested classes in the order asked, other
     labels after them), the processor-resized (width, height) for families that answer in
-    resized pixels (Qwen2.5-VL), and one confidence per kept item.
+    resized pixels (Qwen2.5-VL), one confidence per kept item, and the IoU at or above
+    which an item with the same label as an earlier one is a duplicate and dropped
+    (points: the same position; None keeps every copy).
     Returns a `ParseResult`. Never raises on any text; raises VistoolError on bad arguments.
     """
     prof, reader, sizes, resized = _arguments([text], [image_size], profile, kind, [resized_size])
-    parsed = _parse_one(text, reader, prof, kind, sizes[0], resized[0], list(classes) if classes is not None else None)
+    wanted = list(classes) if classes is not None else None
+    parsed = _parse_one(text, reader, prof, kind, sizes[0], resized[0], wanted, duplicate_iou)
     if confidence is not None:
         parsed.set_confidence(confidence)
     return parsed
@@ -163,12 +206,14 @@ def parse_many(
     *,
     classes: Sequence[str] | None = None,
     resized_sizes: Sequence[tuple[int, int] | None] | None = None,
+    duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
 ) -> list[ParseResult]:
     """Parse a batch of answers of one family and kind; the same results as `parse` on each.
 
     Takes the answer texts, one displayed (width, height) per answer, the family, the
-    kind, the requested classes, and (for families that answer in resized pixels) one
-    resized (width, height) per answer. Returns one `ParseResult` per answer, in order.
+    kind, the requested classes, (for families that answer in resized pixels) one
+    resized (width, height) per answer, and the duplicate threshold (as `parse`).
+    Returns one `ParseResult` per answer, in order.
     Clean JSON box answers go through the fast lane (vistool.postprocess.fastlane),
     which does the numeric work once for the whole batch; the rest are parsed one by one
     (as `parse` parses a single answer: for one answer the lane's batch steps cost more
@@ -177,12 +222,12 @@ def parse_many(
     """
     prof, reader, sizes, resized = _arguments(texts, image_sizes, profile, kind, resized_sizes)
     wanted = list(classes) if classes is not None else None
-    simple, mapped = _fast_lane(texts, sizes, prof, kind, resized)
+    simple, mapped = _fast_lane(texts, sizes, prof, kind, resized, duplicate_iou)
     results = []
     for index, text in enumerate(texts):
         bounds = mapped.bounds[index]
         if bounds is None:
-            results.append(_parse_one(text, reader, prof, kind, sizes[index], resized[index], wanted))
+            results.append(_parse_one(text, reader, prof, kind, sizes[index], resized[index], wanted, duplicate_iou))
             continue
         answer = simple[index]
         assert answer is not None
@@ -230,6 +275,7 @@ def _fast_lane(
     profile: ModelProfile,
     kind: str,
     resized: list[tuple[int, int] | None],
+    duplicate_iou: float | None,
 ) -> tuple[list[SimpleAnswer | None], MappedBoxes]:
     """Read and map the answers the fast lane takes; the others get bounds None."""
     nothing = MappedBoxes(np.empty((0, 4)), np.empty((0, 2), dtype=np.int64), [None] * len(texts))
@@ -237,7 +283,7 @@ def _fast_lane(
         return [None] * len(texts), nothing
     try:
         simple = [read_simple(text, profile) for text in texts]
-        return simple, map_simple(simple, sizes, profile, resized)
+        return simple, map_simple(simple, sizes, profile, resized, duplicate_iou)
     except Exception:  # the lane is an optimisation: anything unexpected goes the general way
         return [None] * len(texts), nothing
 
@@ -250,10 +296,11 @@ def _parse_one(
     size: tuple[int, int],
     resized: tuple[int, int] | None,
     classes: list[str] | None,
+    duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
 ) -> ParseResult:
     """Parse one answer the general way (any text, any kind); report instead of raising."""
     try:
-        return _build(text, reader(text, profile), profile, kind, size, resized, classes)
+        return _build(text, reader(text, profile), profile, kind, size, resized, classes, duplicate_iou)
     except Exception as error:  # the contract is "never raise on any text": report instead
         diagnostics = Diagnostics(profile=profile.name, kind=kind)
         diagnostics.drop(INTERNAL_ERROR, f"{type(error).__name__}: {error}")
@@ -284,11 +331,16 @@ def _build(
     image_size: tuple[int, int],
     resized_size: tuple[int, int] | None,
     classes: list[str] | None,
+    duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
 ) -> ParseResult:
-    """Map raw items to pixels, clean them, and build the result of `kind`."""
+    """Map raw items to pixels, clean them, drop duplicates, and build the result of `kind`."""
     diagnostics = raw.diagnostics
     diagnostics.profile, diagnostics.kind = profile.name, kind
-    pixels = geometry.to_pixels(raw.coords, profile.coords, image_size, resized_size)
+    scale = scales.detect(raw.coords, profile, image_size, resized_size)
+    if scale.found is not None:
+        diagnostics.coordinate_scale = scale.found
+        diagnostics.repair(scales.describe(scale.found, profile))
+    pixels = geometry.to_pixels(raw.coords, scale.system, image_size, scale.resized)
     if kind == "points":
         fixed = geometry.fix_points(pixels, image_size)
     elif kind == "ocr_regions":
@@ -308,10 +360,26 @@ def _build(
         labels = [label for label, kept in zip(labels, keep) if kept]
     diagnostics.reordered += fixed.reordered
     diagnostics.clipped += fixed.clipped
-    diagnostics.kept = len(values)
-    diagnostics.found = diagnostics.kept + len(diagnostics.dropped)
     if classes and len(classes) == 1:
         labels = [classes[0] if label is None else label for label in labels]
+    overlap_values = geometry.quads_to_boxes(values) if kind == "ocr_regions" else values
+    duplicates = find_duplicates(overlap_values, labels, duplicate_iou)
+    if duplicates:
+        keep_mask = np.ones(len(values), dtype=bool)
+        for index, _, overlap in duplicates:
+            keep_mask[index] = False
+            span = spans[index]
+            detail = "repeats an earlier point with the same label"
+            if kind != "points":
+                detail = f"repeats an earlier item with the same label (IoU {overlap:.2f})"
+            diagnostics.drop(DUPLICATE, detail, snippet(text, *span) if span else "", span)
+        keep = keep_mask.tolist()
+        values = values[keep_mask]
+        spans = [span for span, kept in zip(spans, keep) if kept]
+        scores = [score for score, kept in zip(scores, keep) if kept]
+        labels = [label for label, kept in zip(labels, keep) if kept]
+    diagnostics.kept = len(values)
+    diagnostics.found = diagnostics.kept + len(diagnostics.dropped)
     result = _result(kind, values, labels, _model_confidence(scores), spans, classes, diagnostics)
     return ParseResult(kind, profile.name, image_size, result, diagnostics)
 

@@ -3,13 +3,16 @@
 Two readers serve every family; a profile picks one per kind and configures it with
 its keys or its location-token syntax:
   - `read_json`: JSON answers (Gemma 4, Gemini, Qwen3-VL, Qwen2.5-VL), via
-    `extract_json_items`;
+    `extract_json_items`; items that lack the family's own keys are read through the
+    variants its profile declares (vistool.profiles.variants: other keys, a label ->
+    box dict, several points under one key, OCR quads), never the other way round;
   - `read_loc_tokens`: location-token answers (PaliGemma 2, Florence-2).
 Readers never map coordinates (vistool.postprocess.geometry does) and never raise.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from vistool.postprocess.extract import Span, answer_regions, extract_json_items
 
 if TYPE_CHECKING:
     from vistool.profiles.base import ModelProfile
+    from vistool.profiles.variants import AnswerVariants
 
 
 
@@ -117,29 +121,55 @@ def _score(value: Any) -> float | None:
     return score if math.isfinite(score) else None
 
 
+def _answer_keys(profile: "ModelProfile", kind: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Return (own coordinate keys, variant coordinate keys, label keys, variant label keys) for `kind`."""
+    variants = profile.variants
+    if kind == "points":
+        own, extra = profile.point_keys, variants.point_keys
+    elif kind == "ocr_regions":
+        own, extra = profile.box_keys, variants.box_keys + variants.quad_keys
+    else:
+        own, extra = profile.box_keys, variants.box_keys
+    labels, extra_labels = (profile.text_keys, variants.text_keys) if kind == "ocr_regions" else (profile.label_keys, variants.label_keys)
+    return own, tuple(k for k in extra if k not in own), labels, tuple(k for k in extra_labels if k not in labels)
+
+
 def read_json(text: str, profile: "ModelProfile", kind: str) -> RawItems:
     """Read a JSON answer of `kind` ("boxes", "points", "ocr_regions").
 
-    Takes the answer text and the family's profile (keys, thinking markers). Returns the
-    items as `RawItems`: coordinates are the numbers under the profile's box or point key
-    (or a bare list of numbers), labels come from its label keys (text keys for OCR).
+    Takes the answer text and the family's profile (keys, variants, thinking markers).
+    Returns the items as `RawItems`: coordinates are the numbers under the profile's box
+    or point key (or a bare list of numbers), labels come from its label keys (text keys
+    for OCR). Items written another way are read through the profile's declared
+    variants (vistool.profiles.variants), only where the family's own keys are absent.
     """
-    coord_keys = profile.point_keys if kind == "points" else profile.box_keys
-    label_keys = profile.text_keys if kind == "ocr_regions" else profile.label_keys
+    coord_keys, variant_keys, label_keys, variant_labels = _answer_keys(profile, kind)
+    variants = profile.variants
+    all_labels = label_keys + variant_labels
     extraction = extract_json_items(text, coord_keys, profile.thought_markers)
     items, diagnostics = extraction.items, extraction.diagnostics
     if set(map(type, items)) == {dict} and all(map(dict.__contains__, items, repeat(coord_keys[0]))):
-        rows, labels, scores = _read_uniform(items, coord_keys[0], label_keys, profile.confidence_keys, text)
+        rows, labels, scores = _read_uniform(items, coord_keys[0], all_labels, profile.confidence_keys, text)
         spans = list(extraction.spans)
     else:
         rows, labels, scores, spans = [], [], [], []
         for item, span in zip(items, extraction.spans):
             if type(item) is dict:
                 coords = _first(item, coord_keys)
+                if coords is None and variant_keys:
+                    coords = _first(item, variant_keys)
                 if coords is None:
+                    expanded = _label_dict(item, text, span, 2 if kind == "points" else 4) if variants.label_dict else None
+                    if expanded:
+                        for label, box, sub_span in expanded:
+                            rows.append(box)
+                            labels.append(label)
+                            scores.append(None)
+                            spans.append(sub_span)
+                        continue
                     diagnostics.drop(MISSING_COORDINATES, f"no {' or '.join(coord_keys)}", _item_text(text, span), span)
                     continue
-                label, score = _text(_first(item, label_keys)), _score(_first(item, profile.confidence_keys))
+                label, score = _text(_first(item, all_labels)), _score(_first(item, profile.confidence_keys))
             elif type(item) is list:
                 coords, label, score = item, None, None
             else:
@@ -149,8 +179,107 @@ def read_json(text: str, profile: "ModelProfile", kind: str) -> RawItems:
             labels.append(label)
             scores.append(score)
             spans.append(span)
-    coords_array = _to_array(rows, coords_per_item(profile, kind), labels, scores, spans, text, diagnostics)
+    count = coords_per_item(profile, kind)
+    if kind == "points" and variants.point_lists:
+        _expand_point_lists(rows, labels, scores, spans)
+    if kind == "ocr_regions" and count == 4 and variants.json_quads and _has_quads(rows):
+        rows, count = [_as_quad(row, profile) for row in rows], 8
+    coords_array = _to_array(rows, count, labels, scores, spans, text, diagnostics)
     return RawItems(coords_array, labels, scores, spans, diagnostics)
+
+
+def _is_numbers(value: Any, count: int) -> bool:
+    """True when `value` is a list of `count` numbers (not booleans)."""
+    return (
+        type(value) is list
+        and len(value) == count
+        and all(isinstance(number, (int, float)) and not isinstance(number, bool) for number in value)
+    )
+
+
+def _label_dict(item: dict[str, Any], text: str, span: Span | None, count: int) -> list[tuple[str, list[Any], Span | None]] | None:
+    """Read `{"cat": [y1, x1, y2, x2], "dog": [[...], [...]]}`: one (label, coordinates, span) per box.
+
+    Returns None unless every value is one list of `count` numbers or a list of such
+    lists (then the object is not a label -> box dict). Each box's span runs from its
+    label's opening quote to the end of its value, found in the item's text.
+    """
+    found: list[tuple[str, list[Any], Span | None]] = []
+    if not item:
+        return None
+    cursor = span[0] if span else 0
+    stop = span[1] if span else 0
+    for key, value in item.items():
+        if _is_numbers(value, count):
+            boxes = [value]
+        elif type(value) is list and value and all(_is_numbers(part, count) for part in value):
+            boxes = value
+        else:
+            boxes = None
+        label = _text(key)
+        if boxes is None or label is None:
+            return None
+        sub_span: Span | None = None
+        if span is not None:
+            quoted = json_quote(key)
+            start = text.find(quoted, cursor, stop)
+            if start >= 0:
+                end = _value_end(text, start + len(quoted), stop)
+                sub_span, cursor = (start, end), end
+        found.extend((label, box, sub_span) for box in boxes)
+    return found
+
+
+def json_quote(key: str) -> str:
+    """Return `key` as a JSON string literal (how the model wrote it in the common case)."""
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _value_end(text: str, start: int, stop: int) -> int:
+    """Return the end of the bracketed value after position `start` (a key's closing quote)."""
+    depth = 0
+    for position in range(start, stop):
+        char = text[position]
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth == 0:
+                return position + 1
+    return stop
+
+
+def _expand_point_lists(rows: list[Any], labels: list[str | None], scores: list[float | None], spans: list[Span | None]) -> None:
+    """Give one item per point to every row that holds several points ([[y, x], [y, x], ...]), in place."""
+    if not any(type(row) is list and len(row) > 1 and all(_is_numbers(part, 2) for part in row) for row in rows):
+        return
+    new: tuple[list[Any], list[str | None], list[float | None], list[Span | None]] = ([], [], [], [])
+    for row, label, score, span in zip(rows, labels, scores, spans):
+        parts = row if type(row) is list and len(row) > 1 and all(_is_numbers(part, 2) for part in row) else [row]
+        for part in parts:
+            for column, value in zip(new, (part, label, score, span)):
+                column.append(value)
+    rows[:], labels[:], scores[:], spans[:] = new
+
+
+def _has_quads(rows: list[Any]) -> bool:
+    """True when some row is an 8-number quadrilateral (flat, or 4 pairs)."""
+    return any(_numbers(row, 8) is not None for row in rows)
+
+
+def _as_quad(row: Any, profile: "ModelProfile") -> Any:
+    """Return a box row as the 8 numbers of its corners in the family's order (a quad row unchanged).
+
+    The corners go top-left, top-right, bottom-right, bottom-left, as
+    `geometry.boxes_to_quads` lays them out once in pixels.
+    """
+    box = _numbers(row, 4)
+    if box is None:
+        return row
+    a, b, c, d = box
+    if profile.coords.order == "yx":  # [y1, x1, y2, x2] -> (y1, x1) (y1, x2) (y2, x2) (y2, x1)
+        return [a, b, a, d, c, d, c, b]
+    return [a, b, c, b, c, d, a, d]  # [x1, y1, x2, y2] -> (x1, y1) (x2, y1) (x2, y2) (x1, y2)
 
 
 def _read_uniform(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vistool.errors import BudgetError, VistoolError
 from vistool.profiles.resize import FixedResize, ResizeRule
+from vistool.profiles.variants import NO_VARIANTS, AnswerVariants
 
 if TYPE_CHECKING:  # the readers live in postprocess, which imports this module
     from vistool.postprocess.readers import RawItems
@@ -122,6 +123,9 @@ class ModelProfile:
       loc_format: the location-token syntax (None for JSON families).
       ocr_quads: OCR regions are written as quadrilaterals (4 points, 8 numbers)
         rather than boxes (Florence-2).
+      variants: the drifts from this format the reader still accepts (other keys, a
+        label -> box dict, 0-1 or pixel coordinates, OCR quads; see
+        vistool.profiles.variants). None by default: a family opts in.
       thought_markers: (open, close) pairs around reasoning to ignore.
       strip_tokens: special tokens to remove from labels and text.
       model_patterns: lower-case substrings of Hugging Face model ids of this family.
@@ -156,6 +160,7 @@ class ModelProfile:
     confidence_keys: tuple[str, ...] = ("confidence", "score")
     loc_format: LocFormat | None = None
     ocr_quads: bool = False
+    variants: AnswerVariants = NO_VARIANTS
     thought_markers: tuple[tuple[str, str], ...] = ()
     strip_tokens: tuple[str, ...] = ()
     model_patterns: tuple[str, ...] = ()

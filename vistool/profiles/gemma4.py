@@ -15,6 +15,7 @@ PATCH, POOLING = 16, 3  # 16-px patches pooled 3 x 3: one image token per 48 x 4
 # module pulls in torchvision (seconds) for what is arithmetic. tests/test_zoom_profiles.py
 # and tests/test_resize_rules.py check the two agree.
 
+from vistool.profiles.variants import COMMON_JSON_VARIANTS
 
 PROFILE = ModelProfile(
     name="gemma4",
@@ -32,6 +33,7 @@ PROFILE = ModelProfile(
     point_keys=("point_2d",),
     label_keys=("label",),
     text_keys=("text", "label"),
+    variants=COMMON_JSON_VARIANTS,
     thought_markers=(("<|channel>", "<channel|>"),),
     strip_tokens=(
         "<turn|>", "<|turn>", "<eos>", "<bos>", "<pad>", "<unk>", "<|think|>",

@@ -16,12 +16,13 @@ from vistool.profiles.resize import SmartResize
 # processor's own ceiling, 16384.
 QWEN_BUDGETS = (70, 140, 280, 560, 1120, 1280, 4096, 16384)
 _RELATIVE = "coordinates relative to 0-1000"
+from vistool.profiles.variants import COMMON_JSON_VARIANTS
 
 PROFILE = ModelProfile(
     name="qwen3vl",
     budgets=QWEN_BUDGETS,
     default_budget=1280,
-    resize=SmartResize(patch=16, merge=2, min_tokens=64, default_tokens=16384),
+    resize=SmartResize(patch=16, merge=2, min_tokens=64, default_tokens=16384, video_pixels="clip"),
     coords=CoordSystem(order="xy", scale=1000.0),
     answer_end="<|im_end|>",  # the end of the assistant turn
     readers=JSON_READERS,
@@ -29,6 +30,7 @@ PROFILE = ModelProfile(
     point_keys=("point_2d",),
     label_keys=("label",),
     text_keys=("text_content", "text", "label"),
+    variants=COMMON_JSON_VARIANTS,
     thought_markers=(("<think>", "</think>"),),
     strip_tokens=("<|im_end|>", "<|endoftext|>"),
     model_patterns=("qwen3-vl", "qwen3_vl", "qwen3vl"),

@@ -14,16 +14,21 @@ outputs (what the model saw). Three rules cover the families:
     (one token per factor x factor area), min_pixels stays the checkpoint's;
   - `FixedResize`: every image to one fixed size (PaliGemma 2, Florence-2): no budget.
 
+Each rule also says what the family's video processor makes of a frame (`frame_size`,
+given the clip's frame count and the loaded video processor), so that frames can be
+decoded near that size (`vistool.runtime.speed.video_decode_size`).
+
 Every rule is written from the installed transformers code (image_processing_gemma4.py,
-image_processing_qwen2_vl.py, the SigLIP / CLIP processors) and checked against it in
-tests/test_resize_rules.py.
+image_processing_qwen2_vl.py, the SigLIP / CLIP processors, video_processing_qwen2_vl.py,
+video_processing_qwen3_vl.py) and checked against it in tests/test_resize_rules.py and
+tests/test_video_decode_size.py.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from vistool.errors import VistoolError
 
@@ -67,6 +72,19 @@ class Gemma4Resize:
         side = self.patch * self.pool
         return (new_w // side) * (new_h // side)
 
+    def frame_size(self, width: int, height: int, frames: int, video_processor: Any, budget: int | None) -> tuple[int, int]:
+        """Return the (W, H) Gemma 4's video processor makes of a `width` x `height` frame.
+
+        The image rule at the frame budget: `budget`, else the video processor's own
+        (`max_soft_tokens`, 70 per frame), with its patch and pooling; the frame count
+        does not matter. Raises VistoolError for a frame that cannot be resized.
+        """
+        budget = budget or getattr(video_processor, self.kwarg, None) or 70
+        patch = int(getattr(video_processor, "patch_size", None) or self.patch)
+        pool = int(getattr(video_processor, "pooling_kernel_size", None) or self.pool)
+        rule = self if (patch, pool) == (self.patch, self.pool) else Gemma4Resize(patch, pool, self.kwarg)
+        return rule.resized_size(width, height, int(budget))
+
     def processor_kwargs(self, budget: int) -> dict[str, Any]:
         """The image-processor keywords (local processor, `transformers serve`) for `budget`."""
         return {self.kwarg: budget}
@@ -98,13 +116,16 @@ class SmartResize:
     patch / merge: the vision patch and the spatial merge (their product is the side
     of one image token); min_tokens: the checkpoint's min_pixels in tokens (kept as it
     is); default_tokens: the checkpoint's max_pixels in tokens, assumed when a server
-    fixes the budget itself.
+    fixes the budget itself; video_pixels: what the video processor's pixel range
+    bounds, "frame" (each frame: Qwen2-VL's video processor, which Qwen2.5-VL uses) or
+    "clip" (frames x height x width of the whole clip: Qwen3-VL's).
     """
 
     patch: int = 14
     merge: int = 2
     min_tokens: int = 4
     default_tokens: int = 16384
+    video_pixels: Literal["frame", "clip"] = "frame"
     rule = "smart_resize"
     client_side = True
 
@@ -127,20 +148,37 @@ class SmartResize:
 
         Raises ValueError for an aspect ratio over 200, as the processor does.
         """
-        if max(width, height) / min(width, height) > 200:
-            raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(width, height) / min(width, height):g}")
         min_pixels, max_pixels = self.pixels(budget)
-        factor = self.factor
-        new_h, new_w = round(height / factor) * factor, round(width / factor) * factor
-        if new_h * new_w > max_pixels:
-            beta = math.sqrt(height * width / max_pixels)
-            new_h = max(factor, math.floor(height / beta / factor) * factor)
-            new_w = max(factor, math.floor(width / beta / factor) * factor)
-        elif new_h * new_w < min_pixels:
-            beta = math.sqrt(min_pixels / (height * width))
-            new_h = math.ceil(height * beta / factor) * factor
-            new_w = math.ceil(width * beta / factor) * factor
-        return new_w, new_h
+        return _smart_resize(width, height, self.factor, min_pixels, max_pixels)
+
+    def frame_size(self, width: int, height: int, frames: int, video_processor: Any, budget: int | None) -> tuple[int, int]:
+        """Return the (W, H) the family's video processor makes of a `width` x `height` frame
+        of a clip of `frames` frames.
+
+        smart_resize in the video processor's own pixel range (`size`: shortest_edge ..
+        longest_edge; the family sends no video budget, so `budget` is not used), per
+        frame or over the whole clip (`video_pixels`), with the processor's optional
+        `cap_pixels_per_frame` bound. Raises ValueError where the processor would (an
+        aspect ratio over 200, a clip shorter than the temporal patch) or when the video
+        processor states no pixel range.
+        """
+        size = getattr(video_processor, "size", None)
+        min_pixels, max_pixels = _edge(size, "shortest_edge"), _edge(size, "longest_edge")
+        if not (min_pixels and max_pixels):
+            raise ValueError(f"the video processor states no pixel range (size={size!r})")
+        factor = int(getattr(video_processor, "patch_size", None) or self.patch) * int(getattr(video_processor, "merge_size", None) or self.merge)
+        temporal = int(getattr(video_processor, "temporal_patch_size", None) or 2)
+        capped = bool(getattr(video_processor, "cap_pixels_per_frame", None))
+        tokens = int(getattr(video_processor, "max_video_tokens", 0) or 0)
+        if self.video_pixels == "frame":
+            if capped:
+                share = int(tokens * factor * factor * 0.9) * temporal // max(frames, 1)
+                max_pixels = max(min(max_pixels, share), int(min_pixels * 1.05))
+            return _smart_resize(width, height, factor, min_pixels, max_pixels)
+        if capped:
+            per_frame = max(min(tokens * factor * factor, max_pixels // max(frames, 1)), int(min_pixels * 1.05))
+            max_pixels = per_frame * frames
+        return _smart_resize_clip(width, height, frames, factor, temporal, min_pixels, max_pixels)
 
     def image_tokens(self, width: int, height: int, budget: int | None) -> int:
         """Return the image tokens of a `width` x `height` image at `budget` (grid / merge^2)."""
@@ -202,6 +240,10 @@ class FixedResize:
         """Return the image tokens of one image in the usual checkpoint (fixed)."""
         return self.tokens
 
+    def frame_size(self, width: int, height: int, frames: int, video_processor: Any, budget: int | None) -> tuple[int, int]:
+        """Fixed-size families take no video (`ModelProfile.video` is False): raises ValueError."""
+        raise ValueError("a fixed-size family takes no video")
+
     def processor_kwargs(self, budget: int | None) -> dict[str, Any]:
         """No budget keywords: the size is fixed by the checkpoint."""
         return {}
@@ -231,6 +273,56 @@ class FixedResize:
             f"model family {family!r} resizes every image to a fixed square ({sides} px, set by the checkpoint), "
             "so it has no image-token budget: leave the budget out"
         )
+
+
+def _edge(size: Any, key: str) -> int | None:
+    """One entry of a processor's `size` (a transformers `SizeDict` or a plain dict)."""
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def _smart_resize(width: int, height: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen's smart_resize of one image or frame: (W, H), sides multiples of `factor`, pixels
+    within min_pixels..max_pixels. Raises ValueError for an aspect ratio over 200."""
+    if max(width, height) / min(width, height) > 200:
+        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(width, height) / min(width, height):g}")
+    new_h, new_w = round(height / factor) * factor, round(width / factor) * factor
+    if new_h * new_w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        new_h = max(factor, math.floor(height / beta / factor) * factor)
+        new_w = max(factor, math.floor(width / beta / factor) * factor)
+    elif new_h * new_w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        new_h = math.ceil(height * beta / factor) * factor
+        new_w = math.ceil(width * beta / factor) * factor
+    return new_w, new_h
+
+
+def _smart_resize_clip(
+    width: int, height: int, frames: int, factor: int, temporal: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Qwen3-VL's video smart_resize: the pixel range bounds frames (rounded to the temporal
+    patch) x H x W of the whole clip; frames smaller than one token are scaled up first.
+    Returns the frames' (W, H). Raises ValueError for fewer frames than the temporal patch
+    or an aspect ratio over 200, as the processor does."""
+    if frames < temporal:
+        raise ValueError(f"a clip of {frames} frame(s) is shorter than the temporal patch ({temporal})")
+    if height < factor or width < factor:
+        scale = max(factor / height, factor / width)
+        height, width = int(height * scale), int(width * scale)
+    if max(width, height) / min(width, height) > 200:
+        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(width, height) / min(width, height):g}")
+    new_h, new_w = round(height / factor) * factor, round(width / factor) * factor
+    clip = round(frames / temporal) * temporal
+    if clip * new_h * new_w > max_pixels:
+        beta = math.sqrt(frames * height * width / max_pixels)
+        new_h = max(factor, math.floor(height / beta / factor) * factor)
+        new_w = max(factor, math.floor(width / beta / factor) * factor)
+    elif clip * new_h * new_w < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
+        new_h = math.ceil(height * beta / factor) * factor
+        new_w = math.ceil(width * beta / factor) * factor
+    return new_w, new_h
 
 
 ResizeRule = Gemma4Resize | SmartResize | FixedResize

@@ -29,6 +29,15 @@ picked by `engine`:
     "sglang", "llamacpp", "library"/"ollama") or the transformers-serve `status` field;
     anything else is "generic" (standard fields only).
 
+Structured answers (vistool.runtime.openai_structured): a request with a JSON schema sends
+it as `response_format` (`{"type": "json_schema", ...}`), which vLLM, SGLang and
+llama.cpp's server enforce; a server that refuses the field (HTTP 400/422 naming it) gets
+the request again without it, and every later request goes without it; responses
+record `structured` ("response_format" or "free") and, when free, `structured_note`. A
+request that thinks is sent free (the server would constrain the thought too). A
+request with `stop_on_repeat` whose answer ends in a loop (one item over and over) has
+the repeated tail cut off (`raw_text` keeps all of it; settings say how many characters).
+
 Images are resized on the client only when the user asks (`max_image_side`, default
 None). The server's processor must see the original image, aspect ratio included, for
 coordinates to stay right: Gemma 4's 0..1000 normalised coordinates survive an
@@ -94,6 +103,7 @@ from vistool.errors import VistoolError
 from vistool.io.http import ResponseTooLarge, exchange, fresh_client
 from vistool.profiles.base import ModelProfile
 from vistool.profiles.resize import SmartResize
+from vistool.runtime import openai_structured
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.keys import API_KEY_VARIABLES, api_key_from_env, is_loopback, is_official_openai  # noqa: F401
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, split_thought
@@ -321,6 +331,8 @@ class _Reply:
     error: str | None = None
     attempts: int = 0
     http_s: float = 0.0
+    status: int | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -418,6 +430,7 @@ class OpenAIBackend:
         self._server_answered = False
         self._warned: set[str] = set()
         self._random = random.Random()
+        self._response_format_refused: str | None = None  # why the server refused response_format, once it has
 
     # --------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -529,6 +542,14 @@ class OpenAIBackend:
             settings = wire.settings
             with self._slots:
                 reply = self._post(wire.body)
+                if "response_format" in wire.body and openai_structured.is_refusal(reply.status, reply.detail):
+                    self._response_format_refused = (
+                        f"the server refused response_format (HTTP {reply.status}: {reply.detail[:120]}): generated free"
+                    )
+                    self._warn_once("response_format", self._response_format_refused)
+                    wire = self._wire(request, asked_budget, engine, cache)
+                    settings = wire.settings
+                    reply = self._post(wire.body)
             timings = {
                 "preprocess_s": wire.encode_s,
                 "generate_s": reply.http_s,
@@ -561,6 +582,7 @@ class OpenAIBackend:
         }
         if engine not in _BUDGET_IN_BODY:
             settings["budget"] = "server"
+        settings.update(openai_structured.plan(request, self._response_format_refused)[1])
         return settings
 
     def _wire(
@@ -635,6 +657,8 @@ class OpenAIBackend:
             self._warn_once("budget", _SERVER_BUDGET_WARNINGS[engine].format(budget=asked_budget))
         if template_kwargs:
             body["chat_template_kwargs"] = template_kwargs
+        if request.json_schema is not None and openai_structured.plan(request, self._response_format_refused)[0]:
+            body["response_format"] = openai_structured.response_format(request.json_schema)
         if not_sent:
             settings["not_sent"] = not_sent
             self._warn_once(
@@ -729,10 +753,13 @@ class OpenAIBackend:
                     wait = _retry_after(response)
                 elif status >= 400:
                     hint = self._key_hint() if status in (401, 403) else ""
+                    detail = _error_detail(response)
                     return _Reply(
-                        error=f"the server at {where} answered HTTP {status}: {_error_detail(response)}{hint}",
+                        error=f"the server at {where} answered HTTP {status}: {detail}{hint}",
                         attempts=attempt,
                         http_s=http_s,
+                        status=status,
+                        detail=detail,
                     )
                 else:
                     return self._decode(response, where, attempt, http_s)
@@ -807,6 +834,9 @@ class OpenAIBackend:
         for token in self.profile.strip_tokens:
             answer = answer.replace(token, "")
         answer = answer.strip()
+        if request.stop_on_repeat:
+            answer, cut = openai_structured.cut_loop(answer)
+            settings = {**settings, **cut}
         thoughts = [part.strip() for part in (reasoning, inline_thought) if isinstance(part, str) and part.strip()]
         thought = "\n\n".join(thoughts) or None
         raw_text = str(content)

@@ -4,7 +4,7 @@ Everything here keeps the tokens a greedy run produces unchanged; it only change
 fast they come:
 
 - `JsonCloseStop`: a stopping criterion that ends a row once its top-level JSON array or
-  object closes. Its state lives on the device (a token x state transition table), so
+  object closes (or, for list answers, its top-level array). Its state lives on the device (a token x state transition table), so
   it adds no host-device synchronisation to the decode loop.
 - `PhaseTimer`: splits a `generate` call into prefill and decode time with CUDA events
   (no synchronisation inside the loop) or the wall clock on CPU; a no-op stopping
@@ -15,6 +15,8 @@ fast they come:
   backend can halve the micro-batch and retry; `is_compile_error` recognises a failed
   `torch.compile`, so the backend can carry on without it.
 - `prompt_length_estimate`: a cheap length key for length-bucketed batching.
+- `video_decode_size`: the small size to decode video frames at that the processor
+  turns into the same soft-token grid as full frames.
 - `prefetched`: run a preparation function a few items ahead in worker threads.
 """
 
@@ -27,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from vistool.errors import VistoolError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -154,6 +158,39 @@ def _image_tokens(size: tuple[int, int], image_processor: Any, budget: int | Non
     return (new_h // (patch * pool)) * (new_w // (patch * pool))
 
 
+def video_decode_size(size: tuple[int, int], frame_size: Callable[[int, int], tuple[int, int]]) -> tuple[int, int] | None:
+    """Return the (W, H) to decode a (W, H) video's frames at, or None to decode them at full size.
+
+    Takes the source frame size and the family's frame rule: `frame_size(W, H)` gives
+    the (W, H) the video processor resizes such a frame to (the profile's
+    `ResizeRule.frame_size`, bound to the clip's frame count and the loaded video
+    processor). Frames end up at T = frame_size(source) however large they are decoded;
+    the answer is the smallest size D, of the source's aspect ratio (T itself first), with
+    frame_size(D) == T: the processor then makes of a D-sized frame exactly the size,
+    hence the token grid, it makes of a full one (at Gemma 4's 70-token frame budget,
+    from 1/6 of the pixels of a 720p frame). None when the rule raises (ValueError,
+    VistoolError), T is not smaller than the source in both sides, or no such D is found.
+    """
+    width, height = size
+    try:
+        target = tuple(frame_size(width, height))
+    except (ValueError, VistoolError):
+        return None
+    if target[0] >= width or target[1] >= height:  # the processor does not shrink this frame
+        return None
+    candidates = [target]
+    scale = max(target[0] / width, target[1] / height)
+    candidates += [(round(width * scale * (1 + step / 100)), round(height * scale * (1 + step / 100))) for step in range(41)]
+    for candidate in candidates:
+        if candidate[0] < width and candidate[1] < height and min(candidate) > 0:
+            try:
+                if tuple(frame_size(*candidate)) == target:
+                    return (int(candidate[0]), int(candidate[1]))
+            except (ValueError, VistoolError):
+                continue
+    return None
+
+
 # ------------------------------------------------------------------ prefetch
 def prefetched(
     items: Sequence[T], prepare: Callable[[T], R], workers: int = 1
@@ -248,25 +285,34 @@ class PhaseTimer:
 # ------------------------------------------------------------------ JSON stop
 MAX_JSON_DEPTH = 16
 _DEPTHS = MAX_JSON_DEPTH + 1
-# States: string mode (0 outside a string, 1 inside, 2 just after a backslash inside) x
-# nesting depth (0 = the JSON value has not started), plus one absorbing DONE state.
-_STATES = 3 * _DEPTHS + 1
+# States: which values may end the row (any top-level value, or arrays only: a list task
+# whose model writes bare objects first must not stop at the first object) x the kind of
+# the value now open (object, array) x string mode (0 outside a string, 1 inside, 2 just
+# after a backslash inside) x nesting depth (0 = no value open), plus one absorbing DONE.
+_MODES = 3 * _DEPTHS
+_STATES = 4 * _MODES + 1
 DONE = _STATES - 1
+START = 0  # a row that stops when its first top-level array or object closes
+START_ARRAYS = 2 * _MODES  # a row that stops when its first top-level array closes
 _JSON_CHARS = frozenset('[]{}"\\')
 
 
 def advance_json_state(state: int, text: str) -> int:
     """Advance the JSON-close automaton over `text` and return the new state.
 
-    Takes a state (0 is the start) and decoded text. Before the value starts, only `[`
-    and `{` matter (prose, quotes and fences are skipped); inside it, strings and
-    escapes are tracked so that brackets in labels do not count. The state becomes
-    `DONE` when the first top-level array/object closes; nesting deeper than
-    `MAX_JSON_DEPTH` saturates (such a value may be reported closed early).
+    Takes a state (`START`, `START_ARRAYS` or one returned before) and decoded text.
+    Outside a value, only `[` and `{` matter (prose, quotes and fences are skipped);
+    inside it, strings and escapes are tracked so that brackets in labels do not count.
+    The state becomes `DONE` when a top-level value closes: any value from `START`, an
+    array from `START_ARRAYS` (a top-level object closing there is read through).
+    Nesting deeper than `MAX_JSON_DEPTH` saturates (such a value may be reported closed
+    early).
     """
     if state == DONE:
         return DONE
-    mode, depth = divmod(state, _DEPTHS)
+    kind, rest = divmod(state, _MODES)
+    arrays_only, array = divmod(kind, 2)
+    mode, depth = divmod(rest, _DEPTHS)
     for char in text:
         if mode == 2:
             mode = 1
@@ -277,7 +323,7 @@ def advance_json_state(state: int, text: str) -> int:
                 mode = 0
         elif depth == 0:
             if char in "[{":
-                depth = 1
+                depth, array = 1, int(char == "[")
         elif char == '"':
             mode = 1
         elif char in "[{":
@@ -285,8 +331,10 @@ def advance_json_state(state: int, text: str) -> int:
         elif char in "]}":
             depth -= 1
             if depth == 0:
-                return DONE
-    return mode * _DEPTHS + depth
+                if array or not arrays_only:
+                    return DONE
+                array = 0
+    return ((arrays_only * 2 + array) * 3 + mode) * _DEPTHS + depth
 
 
 def json_transition_table(token_texts: Sequence[str], special_ids: Iterable[int] = ()):
@@ -301,35 +349,38 @@ def json_transition_table(token_texts: Sequence[str], special_ids: Iterable[int]
 
     states = np.arange(_STATES, dtype=np.uint8)
     table = np.tile(states, (len(token_texts), 1))
-    in_string_escaped = slice(2 * _DEPTHS, 3 * _DEPTHS)  # after a backslash, any character ends the escape
+    # After a backslash inside a string, any character ends the escape (mode 2 -> 1).
+    escaped = np.concatenate([np.arange(kind * _MODES + 2 * _DEPTHS, kind * _MODES + 3 * _DEPTHS) for kind in range(4)])
     special = set(special_ids)
     for token_id, text in enumerate(token_texts):
         if not text or token_id in special:
             continue
         if _JSON_CHARS.isdisjoint(text):
-            table[token_id, in_string_escaped] = states[_DEPTHS : 2 * _DEPTHS]
+            table[token_id, escaped] = states[escaped - _DEPTHS]
             continue
         table[token_id] = [advance_json_state(state, text) for state in range(_STATES)]
     return table
 
 
 class JsonCloseStop:
-    """A stopping criterion: a row is done once its top-level JSON array/object closes.
+    """A stopping criterion: a row is done once its top-level JSON value closes.
 
     Takes the transition table (a uint8 tensor on the model's device, from
-    `json_transition_table`), a bool tensor saying which rows may stop this way, and the
-    prompt length. Per step it does one table lookup on the device and returns the
-    rows that are done; it never reads values back to the host. `stop_steps` holds,
-    per row, how many tokens had been generated when its JSON closed (-1: never).
+    `json_transition_table`), a bool tensor saying which rows may stop this way, the
+    prompt length, and optionally each row's start state (a long tensor of `START` /
+    `START_ARRAYS`; default `START`). Per step it does one table lookup on the device
+    and returns the rows that are done; it never reads values back to the host.
+    `stop_steps` holds, per row, how many tokens had been generated when its JSON
+    closed (-1: never).
     """
 
-    def __init__(self, table, enabled, prompt_length: int) -> None:
+    def __init__(self, table, enabled, prompt_length: int, start=None) -> None:
         import torch
 
         self.table = table
         self.enabled = enabled
         self.prompt_length = prompt_length
-        self.state = torch.zeros(enabled.shape[0], dtype=torch.long, device=enabled.device)
+        self.state = torch.zeros(enabled.shape[0], dtype=torch.long, device=enabled.device) if start is None else start.long()
         self.stop_steps = torch.full_like(self.state, -1)
 
     def __call__(self, input_ids, scores, **kwargs):

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vistool.runtime.detokenize import TokenPieces, run_texts_and_offsets
+
 CHANNEL_OPEN = "<|channel>"
 CHANNEL_CLOSE = "<channel|>"
 _CHANNEL_RE = re.compile(re.escape(CHANNEL_OPEN) + r"(.*?)(?:" + re.escape(CHANNEL_CLOSE) + r"|\Z)", re.DOTALL)
@@ -57,6 +59,7 @@ def decode_answer(
     channel_open_id: int | None,
     channel_close_id: int | None,
     with_offsets: bool = True,
+    pieces: TokenPieces | None = None,
 ) -> DecodedAnswer:
     """Decode generated token ids into answer and thought with exact character offsets.
 
@@ -65,13 +68,18 @@ def decode_answer(
     thought-channel markers. Tokens are grouped into runs (answer / thought); each run is
     decoded whole so that multi-byte characters split over tokens come out right, and a
     token's offset is the length of the decoded run prefix before it (computed only
-    when `with_offsets`; otherwise the token lists are empty). Returns a
+    when `with_offsets`, in linear time, see `vistool.runtime.detokenize`; otherwise the
+    token lists are empty). `pieces` is the tokenizer's memoised `TokenPieces` (a
+    long-lived one makes repeated calls cheap; None: one for this call). Returns a
     `DecodedAnswer` whose `text` is the concatenation of answer runs, stripped of
     surrounding whitespace, with offsets adjusted to match.
     """
     runs: list[tuple[str, list[int]]] = []
     mode = "answer"
-    for token_id in token_ids:
+    plain = bool(token_ids) and special_ids.isdisjoint(token_ids) and not {channel_open_id, channel_close_id} & set(token_ids)
+    if plain:  # the common case, checked at C speed: one answer run
+        runs.append(("answer", list(token_ids)))
+    for token_id in token_ids if not plain else ():
         if token_id == channel_open_id:
             mode = "thought"
             runs.append(("special", [token_id]))
@@ -86,6 +94,10 @@ def decode_answer(
         else:
             runs.append((kind, [token_id]))
 
+    if not with_offsets:
+        pieces = None
+    elif pieces is None:
+        pieces = TokenPieces(decode)
     answer_parts: list[str] = []
     thought_parts: list[str] = []
     token_texts: list[str] = []
@@ -96,31 +108,27 @@ def decode_answer(
         if kind != "answer":
             if kind == "thought":
                 thought_parts.append(run_text)
-            if with_offsets:
-                token_texts.extend(decode(ids[index : index + 1]) for index in range(len(ids)))
+            if pieces is not None:
+                token_texts.extend(map(pieces.single, ids))
                 token_offsets.extend([-1] * len(ids))
             continue
-        previous = ""
-        for index in range(len(ids) if with_offsets else 0):
-            prefix = decode(ids[: index + 1])
-            start = len(previous) if run_text.startswith(previous) else len(prefix)
-            token_texts.append(prefix[len(previous) :] if prefix.startswith(previous) else decode(ids[index : index + 1]))
-            token_offsets.append(answer_length + min(start, len(run_text)))
-            previous = prefix
+        if pieces is not None:
+            texts, offsets = run_texts_and_offsets(ids, run_text, pieces)
+            token_texts.extend(texts)
+            token_offsets.extend([answer_length + offset for offset in offsets] if answer_length else offsets)
         answer_parts.append(run_text)
         answer_length += len(run_text)
 
     joined = "".join(answer_parts)
-    leading = len(joined) - len(joined.lstrip())
     text = joined.strip()
-    offsets = [
-        -1 if offset < 0 else min(max(offset - leading, 0), len(text)) for offset in token_offsets
-    ]
-    raw_text = decode(list(token_ids))
+    leading = len(joined) - len(joined.lstrip())
+    if leading or len(text) != len(joined):
+        token_offsets = [-1 if offset < 0 else min(max(offset - leading, 0), len(text)) for offset in token_offsets]
+    raw_text = joined if plain else decode(list(token_ids))
     return DecodedAnswer(
         text=text,
         raw_text=raw_text,
         thought=_clean_thought(thought_parts),
         token_texts=token_texts,
-        token_offsets=offsets,
+        token_offsets=token_offsets,
     )

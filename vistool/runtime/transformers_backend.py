@@ -17,6 +17,10 @@ adds a static KV cache and `torch.compile` (CUDA graphs on a GPU) for the decode
 A request with `stop_when_json_closes` stops as soon as its JSON answer closes. An
 out-of-memory error halves the micro-batch and retries. None of these changes the
 tokens a greedy run produces (tests/test_runtime_speed.py).
+
+Answer controls (vistool.runtime.answer_controls): a request's `json_schema` constrains
+its answer with a grammar (after a free thought when thinking), `thought_tokens` closes
+the thought channel when spent, and `stop_on_repeat` ends a row whose answer loops.
 """
 
 from __future__ import annotations
@@ -34,10 +38,13 @@ from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
 from vistool.runtime import compiled, speed
 from vistool.runtime import inputs as family_inputs
+from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
 from vistool.runtime.backend import validate_requests
+from vistool.runtime.detokenize import TokenPieces, plain_decoder
+from vistool.runtime.logprob_columns import TokenLogprobs
 from vistool.runtime.logprobs import ChosenTokenLogprobs
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
-from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
+from vistool.runtime.types import GenerationRequest, GenerationResponse
 
 logger = logging.getLogger(__name__)
 _ChosenTokenLogprobs = ChosenTokenLogprobs  # its old name (tests/test_runtime_speed.py)
@@ -82,6 +89,14 @@ def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
             "To try vistool without a download, run `vistool make-tiny-model DIR` and pass `--model DIR`"
         )
     return ModelLoadError(f"cannot load model {model_id!r}: {hint} ({type(exc).__name__}: {reason})")
+
+
+@dataclass
+class _Controls:
+    """What a micro-batch's `generate` call adds besides the log-prob recorder: the JSON stop and the answer controls."""
+
+    json_stop: Any
+    answer: BatchControls
 
 
 @dataclass
@@ -209,6 +224,9 @@ class TransformersBackend:
         self.context_tokens: int | None = getattr(text_config, "max_position_embeddings", None)
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
+        # ids -> text, and memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
+        self._decode = plain_decoder(self.tokenizer)
+        self._pieces = TokenPieces(self._decode, self.tokenizer.convert_ids_to_tokens)
         # Prefetch threads each borrow their own copy of the processor: a fast tokenizer
         # must not be used from two threads at once (padding settings mutate it).
         self._worker_processors: queue.SimpleQueue = queue.SimpleQueue()
@@ -216,6 +234,7 @@ class TransformersBackend:
         self._json_table = None  # built on the first request that asks to stop when its JSON closes
         self._static_caches = compiled.StaticCaches(model)  # (batch, length) -> reusable StaticCache
         self._compile_config = compiled.LazyCompileConfig(device)
+        self._controls: AnswerControlBuilder | None = None  # built on the first request that needs one
 
     # ----------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int | None:
@@ -378,6 +397,21 @@ class TransformersBackend:
             plan.extend(sorted(indices[start : start + size]) for start in range(0, len(indices), size))
         return plan
 
+    def video_frame_size(self, width: int, height: int, frames: int) -> tuple[int, int] | None:
+        """Return the (W, H) to decode the frames of a (W, H) video of `frames` sampled frames at, or None for full size.
+
+        Passed to `vistool.io.video.sample_video` as `decode_size`: frames come out of the
+        decoder near the size the family's video processor resizes them to (the profile's
+        resize rule, `ResizeRule.frame_size`, at the family's video budget; see
+        `speed.video_decode_size`). None for a family that takes no video or has no rule.
+        """
+        rule = self.profile.resize
+        video_processor = getattr(self.processor, "video_processor", None)
+        if rule is None or video_processor is None or not self.profile.video:
+            return None
+        budget = self.profile.video_budget
+        return speed.video_decode_size((width, height), lambda w, h: rule.frame_size(w, h, frames, video_processor, budget))
+
     def batch_size_for(self, budget: int | None) -> int:
         """Return the micro-batch size this backend uses for an image-token budget.
 
@@ -454,7 +488,7 @@ class TransformersBackend:
         prompt_length = family_inputs.generated_start(self.model, model_inputs)
         image_tokens, prompt_tokens = self._token_counts(inputs)
         self._check_context(requests, prompt_tokens)
-        generate_kwargs, recorder, json_stop = self._generate_kwargs(requests, prompt_length)
+        generate_kwargs, recorder, controls = self._generate_kwargs(requests, prompt_length)
         timer = speed.PhaseTimer(self.device)
         generate_kwargs["stopping_criteria"].insert(0, timer)
         start = time.perf_counter()
@@ -466,7 +500,7 @@ class TransformersBackend:
         generate_seconds = time.perf_counter() - start
         prefill_seconds, decode_seconds = timer.seconds()
         logprobs = None if recorder is None else recorder.collect(sequences, prompt_length)
-        json_stops = None if json_stop is None else json_stop.stop_steps.tolist()
+        json_stops = None if controls.json_stop is None else controls.json_stop.stop_steps.tolist()
         timings = {
             "preprocess_s": prepared.seconds / len(requests),
             "generate_s": generate_seconds / len(requests),
@@ -486,6 +520,7 @@ class TransformersBackend:
                     image_sizes=image_sizes[row],
                     timings=dict(timings),
                     json_stop=None if json_stops is None or json_stops[row] < 0 else json_stops[row],
+                    control=controls.answer.row(row),
                 )
             )
         return responses
@@ -511,15 +546,18 @@ class TransformersBackend:
         """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""
         return family_inputs.token_counts(inputs, self.processor)
 
-    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, Any]:
+    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, "_Controls"]:
         """Return the `generate` keyword arguments of a micro-batch, with its recorders.
 
         Takes the micro-batch (compatible requests) and its padded prompt length. Returns
-        (kwargs, the log-prob recorder or None, the JSON-close criterion or None). The
-        kwargs always hold a `logits_processor` and a `stopping_criteria` list (empty
-        unless log-probs or the JSON stop are asked for: every logits processor costs an
-        `inspect.signature` per decode step in transformers); everything they add keeps
-        its state on the device, so nothing waits on the device inside the decode loop.
+        (kwargs, the log-prob recorder or None, the batch's `_Controls`: the JSON-close
+        criterion and the answer controls). The kwargs always hold a `logits_processor`
+        and a `stopping_criteria` list (empty unless log-probs, the JSON stop or an answer
+        control are asked for: every logits processor costs an `inspect.signature` per
+        decode step in transformers). The log-prob recorder comes before the grammar, so
+        log-probs are the model's own distribution (what vLLM's default `raw_logprobs`
+        reports too). Everything except the grammar keeps its state on the device; the
+        grammar reads the last tokens once per step.
         """
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
@@ -547,15 +585,33 @@ class TransformersBackend:
             generate_kwargs["logits_processor"].append(recorder)
         json_stop = None
         # The thinking channel may hold brackets of its own, so thinking rows never stop this way.
-        wants_stop = [request.stop_when_json_closes and not request.thinking for request in requests]
+        wants_stop = [bool(request.stop_when_json_closes) and not request.thinking for request in requests]
         if any(wants_stop):
             enabled = torch.tensor(wants_stop, device=self.device)
-            json_stop = speed.JsonCloseStop(self._json_stop_table(), enabled, prompt_length)
+            starts = [speed.START_ARRAYS if request.stop_when_json_closes == "array" else speed.START for request in requests]
+            json_stop = speed.JsonCloseStop(
+                self._json_stop_table(), enabled, prompt_length, torch.tensor(starts, device=self.device)
+            )
             generate_kwargs["stopping_criteria"].append(json_stop)
+        answer = self._answer_controls(requests, prompt_length)
+        generate_kwargs["logits_processor"].extend(answer.processors())
+        generate_kwargs["stopping_criteria"].extend(answer.criteria())
         if self.compile:
             generate_kwargs["cache"] = self._static_caches.get(len(requests), prompt_length + first.max_new_tokens)
             generate_kwargs["compile_config"] = self._compile_config.get()
-        return generate_kwargs, recorder, json_stop
+        return generate_kwargs, recorder, _Controls(json_stop, answer)
+
+    def _answer_controls(self, requests: list[GenerationRequest], prompt_length: int) -> BatchControls:
+        """Return the grammar, thought-budget and loop-stop controls of a micro-batch (empty when none is asked for)."""
+        needed = any(r.json_schema is not None or r.stop_on_repeat or r.free_reason or r.thinking for r in requests)
+        if not needed:
+            return BatchControls(notes=[{} for _ in requests])
+        if self._controls is None:
+            vocab = max(len(self.tokenizer), int(getattr(self.model.config.get_text_config(), "vocab_size", 0) or 0))
+            self._controls = AnswerControlBuilder(
+                self.tokenizer, vocab, self._stop_ids, self._special_ids, self._channel_open, self._channel_close, self.device
+            )
+        return self._controls.build(requests, prompt_length)
 
     def _json_stop_table(self):
         """Return (building it on first use) the JSON-close transition table on the model's device."""
@@ -581,11 +637,13 @@ class TransformersBackend:
         image_sizes: list[tuple[int, int]],
         timings: dict[str, float],
         json_stop: int | None = None,
+        control: Any = None,
     ) -> GenerationResponse:
         """Build the response of one row: cut at the stop token, decode, split thought.
 
         `json_stop` is the number of tokens generated when the row's JSON answer closed
         (None: it did not stop that way); those tokens are all part of the answer.
+        `control` is the row's `RowControl` (where the loop stop ended it, what to record).
         """
         length, finish = len(token_ids), "length"
         for position, token_id in enumerate(token_ids):
@@ -595,23 +653,23 @@ class TransformersBackend:
         eos = 1 if finish == "stop" else 0
         if json_stop is not None and json_stop <= length:
             length, finish, eos = json_stop, "stop", 0
+        repeat_step = None if control is None else control.repeat_step
+        if repeat_step is not None and repeat_step <= length:
+            length, finish, eos = repeat_step, "repetition", 0
         answer_ids = token_ids[:length]  # padding only ever follows the stop token
         decoded = decode_answer(
             answer_ids,
-            lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False),
+            self._decode,
             self._special_ids,
             self._channel_open,
             self._channel_close,
             with_offsets=token_logprobs is not None,
+            pieces=self._pieces,
         )
         logprobs = None
-        if token_logprobs is not None:
-            logprobs = [
-                TokenLogprob(token=text, logprob=float(value), offset=offset, token_id=token_id)
-                for text, value, offset, token_id in zip(
-                    decoded.token_texts, token_logprobs, decoded.token_offsets, answer_ids
-                )
-            ]
+        if token_logprobs is not None:  # columns, not one object per token (see vistool.runtime.logprob_columns)
+            values = list(map(float, token_logprobs[: len(answer_ids)]))
+            logprobs = TokenLogprobs(decoded.token_texts, values, decoded.token_offsets, list(answer_ids))
         return GenerationResponse(
             text=decoded.text,
             raw_text=decoded.raw_text,
@@ -622,7 +680,7 @@ class TransformersBackend:
             generated_tokens=length + eos,
             logprobs=logprobs,
             timings=timings,
-            settings=self._settings(request),
+            settings={**self._settings(request), **(control.settings if control is not None else {})},
             image_sizes=image_sizes,
         )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from vistool.errors import UnsupportedTaskError
 from vistool.profiles.base import ModelProfile
-from vistool.tasks.base import RunSettings, TaskResult, TaskSpec, build_request, interpret
+from vistool.tasks.base import RunSettings, TaskResult, TaskSpec, build_request, interpret, interpret_many
 from vistool.tasks.caption import CAPTION
 from vistool.tasks.classify import CLASSIFY
 from vistool.tasks.detect import DETECT
@@ -62,4 +62,4 @@ def check_task(task: str | TaskSpec, profile: ModelProfile, options: dict[str, A
     return spec
 
 
-__all__ = ["TASKS", "RunSettings", "TaskResult", "TaskSpec", "build_request", "check_task", "interpret", "supported_tasks"]
+__all__ = ["TASKS", "RunSettings", "TaskResult", "TaskSpec", "build_request", "check_task", "interpret", "interpret_many", "supported_tasks"]

@@ -2,9 +2,11 @@
 that turn a task into a generation request and a response into a result.
 
 A task module declares one or more `TaskSpec`s: its prompt templates, default budget and
-token limit, the answer kind it parses (boxes, points, OCR regions, or plain text), and
-optionally a `finish` step for what is specific to it. Everything else (prompt choice per
-model family, parsing, confidence from log-probs, provenance) happens here, once.
+token limit, the answer kind it parses (boxes, points, OCR regions, or plain text), the
+shape of one answer item (for structured generation), and optionally a `finish` step for
+what is specific to it. Everything else (prompt choice per model family, the answer's
+JSON schema, the thought budget, parsing, duplicates, confidence from log-probs,
+provenance) happens here, once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from PIL import Image
 
 from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.video import VideoFrames
-from vistool.postprocess import OCRResult, ParseResult, PointsResult, draw, parse
+from vistool.postprocess import OCRResult, ParseResult, PointsResult, draw, parse, parse_many
+from vistool.postprocess.duplicates import DEFAULT_DUPLICATE_IOU
 from vistool.profiles.base import ModelProfile
+from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN
 from vistool.runtime.types import Decoding, GenerationRequest, GenerationResponse
+from vistool.structured import AnswerShape, answer_schema
 from vistool.tasks.confidence import item_confidences
 
 Options = Mapping[str, Any]
@@ -34,6 +39,11 @@ MAX_TEXT_CHARS = 10_000  # a question, an instruction, an expression, a descript
 MAX_CLASSES = 1_000  # class names in one detect prompt (more: split them over several calls)
 MAX_CLASS_CHARS = 200  # one class name
 MAX_CLASS_LIST_CHARS = 20_000  # all class names of one prompt together
+
+# With thinking on, the thought gets its own token budget on top of the answer's limit
+# (Gemma 4's thoughts run to hundreds or thousands of tokens; an answer starved by its
+# thought is no answer).
+DEFAULT_THOUGHT_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,14 @@ class TaskSpec:
     choices: when set, the task does not generate: the backend scores each of these
       answers (e.g. the labels of a classification) and `interpret` puts their
       log-probabilities in `extras["choice_logprobs"]` for `finish` to read.
+    json_stop: how generation may stop once the answer's JSON is complete (the local
+      backend's `stop_when_json_closes`): "array" (the default for structured kinds,
+      whose prompts ask for one JSON list), True (one JSON object or list), False
+      (never; text tasks). Only for families that answer in JSON (no location tokens).
     media: "image" or "video", the input the task takes.
+    answer: the shape of one item of the JSON answer (vistool.structured), from which
+      structured generation builds the schema in the model family's keys; None for
+      answers that are plain text.
     """
 
     name: str
@@ -67,7 +84,17 @@ class TaskSpec:
     classes: Callable[[Options], list[str] | None] = lambda options: None
     finish: Callable[["TaskResult", Options], None] | None = None
     choices: Callable[[Options], list[str]] | None = None
+    json_stop: bool | str | None = None  # None: "array" when `kind` is set, else False
     media: str = "image"
+    answer: AnswerShape | None = None
+
+    def stop_rule(self, profile: ModelProfile) -> bool | str:
+        """Return the request's `stop_when_json_closes` for this task on `profile`'s family."""
+        if profile.loc_format is not None:  # location-token answers hold no JSON
+            return False
+        if self.json_stop is None:
+            return "array" if self.kind is not None else False
+        return self.json_stop
 
     def _family_template(self, profile: ModelProfile, variant: str) -> str | None:
         """The family's own prompt for `variant`, or None."""
@@ -216,7 +243,15 @@ class TaskResult:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Generation settings a caller may override per call (None: the task's default)."""
+    """Generation and parsing settings a caller may override per call (None: the task's default).
+
+    max_new_tokens: the answer's token limit; with `thinking`, the thought gets
+    `thought_tokens` more (None: DEFAULT_THOUGHT_TOKENS). structured: constrain the
+    answer to the task's JSON schema (where the family answers in JSON). stop_on_repeat:
+    stop an answer that repeats a whole item. duplicate_iou: drop an item with the same
+    label as an earlier one and at least this IoU (None: keep copies). nms_iou: apply
+    class-wise non-maximum suppression at this IoU (None: off).
+    """
 
     budget: int | None = None
     max_new_tokens: int | None = None
@@ -224,6 +259,11 @@ class RunSettings:
     thinking: bool = False
     logprobs: bool = True
     system: str | None = None
+    structured: bool = True
+    thought_tokens: int | None = None
+    stop_on_repeat: bool = True
+    duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU
+    nms_iou: float | None = None
 
 
 def build_request(
@@ -238,31 +278,54 @@ def build_request(
 
     Takes the task, the model family, the task options (classes, question, ...), the
     settings and the media (one displayed image, or sampled video frames). Returns the
-    request; log-probs are asked for only when the task parses structured items.
+    request; log-probs are asked for only when the task parses structured items. With
+    `settings.structured`, a task that declares its answer's shape gets the JSON schema
+    built from it and the family's profile (a family that does not answer in JSON gets
+    none, and the request says why). With thinking, the token limit is the answer's plus
+    the thought's. Generation stops once a JSON answer is complete (`TaskSpec.stop_rule`).
     """
     budget = settings.budget
     if budget is None and profile.budgets:
         budget = spec.default_budget if spec.default_budget in profile.budgets else profile.default_budget
     if settings.system is not None:
         check_text_length(settings.system, "system prompt")
+    max_new_tokens = settings.max_new_tokens or spec.max_new_tokens
+    thought_tokens = None
+    if settings.thinking:
+        thought_tokens = settings.thought_tokens or DEFAULT_THOUGHT_TOKENS
+        max_new_tokens += thought_tokens + 2  # the thought channel's opening and closing tokens
+    schema, free_reason = None, ""
+    if settings.structured and spec.answer is not None:
+        plan = answer_schema(spec.answer, profile, spec.classes(options), allow_other=bool(options.get("allow_other")))
+        schema, free_reason = plan.schema, plan.reason
     return GenerationRequest(
         prompt=spec.prompt(profile, options),
         images=[image] if image is not None else [],
         video=video,
         system=settings.system,
         budget=profile.check_budget(budget) if budget is not None else None,
-        max_new_tokens=settings.max_new_tokens or spec.max_new_tokens,
+        max_new_tokens=max_new_tokens,
         decoding=settings.decoding,
         thinking=settings.thinking,
         return_logprobs=settings.logprobs and spec.kind is not None,
         choices=tuple(spec.choices(options)) if spec.choices is not None else None,
+        stop_when_json_closes=spec.stop_rule(profile),
+        json_schema=schema,
+        free_reason=free_reason,
+        stop_on_repeat=settings.stop_on_repeat and spec.kind is not None,
+        thought_tokens=thought_tokens,
     )
 
 
 def provenance(request: GenerationRequest, response: GenerationResponse, task: str) -> dict[str, Any]:
     """Return the record of how a result was produced: settings, prompt, answer, counts,
-    and the size (W, H) the processor resized each image to (`image_sizes`; [] when unknown)."""
-    return {
+    and the size (W, H) the processor resized each image to (`image_sizes`; [] when unknown).
+
+    `structured` says how the answer was constrained: the grammar engine (local), or
+    "response_format" (a server), or "free"; `structured_note` says why a task that
+    wanted a schema got none.
+    """
+    record = {
         **response.settings,
         "task": task,
         "prompt": request.prompt,
@@ -276,6 +339,28 @@ def provenance(request: GenerationRequest, response: GenerationResponse, task: s
         "generated_tokens": response.generated_tokens,
         "timings": response.timings,
     }
+    record["structured"] = response.settings.get("structured") or "free"
+    note = response.settings.get("structured_note") or request.free_reason
+    if note:
+        record["structured_note"] = note
+    return record
+
+
+def cut_off_in_thought(response: GenerationResponse, profile: ModelProfile) -> bool:
+    """True when the token limit ended the answer inside the thought, before any answer was written.
+
+    Takes a successful response and the family's profile (its thought markers; Gemma 4's
+    channel when it declares none). A thought channel opened and never closed, or (for
+    servers that return the thought apart) a thought with an empty answer, both at the
+    token limit, count.
+    """
+    if response.finish_reason != "length" or response.text.strip():
+        return False
+    raw = response.raw_text or ""
+    for open_marker, close_marker in profile.thought_markers or ((CHANNEL_OPEN, CHANNEL_CLOSE),):
+        if open_marker in raw and raw.rfind(open_marker) > raw.rfind(close_marker):
+            return True
+    return bool(response.thought)
 
 
 def interpret(
@@ -286,51 +371,122 @@ def interpret(
     response: GenerationResponse,
     image_size: tuple[int, int],
     source: str,
+    settings: RunSettings | None = None,
 ) -> TaskResult:
     """Turn a backend response into the task's result.
 
     Parses structured answers in pixels of the displayed image (`image_size`, W x H),
-    sets per-item confidence from the token log-probs when present, records provenance,
-    and runs the task's `finish` step. A failed response gives a result with `error`,
-    and so does an empty one (no text at all, e.g. a server's `content: null`): that is
-    no answer, in every task and command (an empty list "[]" is an answer: nothing found).
+    dropping duplicates as `settings` say (default `RunSettings()`), sets per-item
+    confidence from the token log-probs when present, applies class-wise NMS when asked,
+    records provenance, and runs the task's `finish` step. A failed response gives a
+    result with `error`; so does an answer the token limit cut off inside the thought
+    (the thought is kept in the provenance), and an empty one (no text at all, e.g. a
+    server's `content: null`): that is no answer, in every task and command (an empty
+    list "[]" is an answer: nothing found).
     """
-    result = TaskResult(
-        task=spec.name,
-        source=source,
-        image_size=image_size,
-        text=response.text,
-        provenance=provenance(request, response, spec.name),
-        error=response.error,
-    )
-    if not response.ok:
-        return result
-    if request.choices is not None:
-        if response.choice_logprobs is None or len(response.choice_logprobs) != len(request.choices):
-            result.error = "the backend returned no score for each choice"
-            return result
-        result.extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
-    elif not response.text.strip():  # a scored choice needs no text; anything else without text is no answer
-        result.error = empty_answer_reason(response)
-        return result
-    if spec.kind is not None:
-        resized = response.image_sizes[0] if response.image_sizes else None
-        parsed = parse(
-            response.text,
-            image_size=image_size,
-            profile=profile,
-            kind=spec.kind,
-            classes=spec.classes(options),
-            resized_size=resized if profile.needs_resized_size else None,
+    return interpret_many(spec, profile, [options], [request], [response], [image_size], [source], [settings])[0]
+
+
+def interpret_many(
+    spec: TaskSpec,
+    profile: ModelProfile,
+    options: Sequence[Options],
+    requests: Sequence[GenerationRequest],
+    responses: Sequence[GenerationResponse],
+    image_sizes: Sequence[tuple[int, int]],
+    sources: Sequence[str],
+    settings: Sequence[RunSettings | None] | None = None,
+) -> list[TaskResult]:
+    """`interpret` for a batch of answers of one task: the same results, in order.
+
+    Takes one options mapping, request, response, displayed image size, source and
+    (optionally) settings per answer (None: `RunSettings()`). Structured answers that
+    share a class list and a duplicate threshold are parsed together with `parse_many`
+    (which maps clean JSON answers for the whole batch at once); a single answer goes
+    through `parse`.
+    """
+    run_settings = [item or RunSettings() for item in (settings if settings is not None else [None] * len(responses))]
+    results = [
+        TaskResult(
+            task=spec.name,
+            source=source,
+            image_size=size,
+            text=response.text,
+            provenance=provenance(request, response, spec.name),
+            error=response.error,
         )
-        if response.logprobs:
-            scores = item_confidences(response.text, parsed.spans, response.logprobs)
-            if scores and all(score is not None for score in scores):
-                parsed.set_confidence(scores)
-        result.parsed = parsed
+        for request, response, size, source in zip(requests, responses, image_sizes, sources, strict=True)
+    ]
+    if len(run_settings) != len(results) or len(options) != len(results):
+        raise VistoolError(f"interpret_many: {len(options)} options and {len(run_settings)} settings for {len(results)} answers")
+    usable = [response.ok for response in responses]
+    for index, (request, response) in enumerate(zip(requests, responses)):
+        if usable[index] and request.choices is not None:  # a scoring request: one log-prob per choice
+            if response.choice_logprobs is None or len(response.choice_logprobs) != len(request.choices):
+                results[index].error = "the backend returned no score for each choice"
+                usable[index] = False
+            else:
+                results[index].extras.update(choices=list(request.choices), choice_logprobs=list(response.choice_logprobs))
+        if usable[index] and cut_off_in_thought(response, profile):
+            results[index].error = (
+                f"the answer was cut off inside the thought ({response.generated_tokens} tokens generated, no answer "
+                f"written): raise thought_tokens (thought budget {request.thought_tokens}) or max_new_tokens"
+            )
+        elif usable[index] and request.choices is None and not response.text.strip():
+            results[index].error = empty_answer_reason(response)  # a scored choice needs no text; else no text is no answer
+            usable[index] = False
+    if spec.kind is not None:
+        groups: dict[tuple[tuple[str, ...] | None, float | None], list[int]] = {}
+        for index, response in enumerate(responses):
+            if usable[index]:
+                classes = spec.classes(options[index])
+                key = (None if classes is None else tuple(classes), run_settings[index].duplicate_iou)
+                groups.setdefault(key, []).append(index)
+        for (classes, duplicate_iou), indices in groups.items():
+            resized = [_resized_size(profile, responses[index]) for index in indices]
+            if len(indices) == 1:
+                parsed = [
+                    parse(
+                        responses[indices[0]].text,
+                        image_size=image_sizes[indices[0]],
+                        profile=profile,
+                        kind=spec.kind,
+                        classes=classes,
+                        resized_size=resized[0],
+                        duplicate_iou=duplicate_iou,
+                    )
+                ]
+            else:
+                parsed = parse_many(
+                    [responses[index].text for index in indices],
+                    [image_sizes[index] for index in indices],
+                    profile=profile,
+                    kind=spec.kind,
+                    classes=classes,
+                    resized_sizes=resized,
+                    duplicate_iou=duplicate_iou,
+                )
+            for index, answer in zip(indices, parsed):
+                response = responses[index]
+                if response.logprobs:
+                    scores = item_confidences(response.text, answer.spans, response.logprobs)
+                    if scores and all(score is not None for score in scores):
+                        answer.set_confidence(scores)
+                if run_settings[index].nms_iou is not None:
+                    answer.suppress_overlaps(run_settings[index].nms_iou, response.text)
+                results[index].parsed = answer
     if spec.finish is not None:
-        spec.finish(result, options)
-    return result
+        for result, item, ok in zip(results, options, usable):
+            if ok:
+                spec.finish(result, item)
+    return results
+
+
+def _resized_size(profile: ModelProfile, response: GenerationResponse) -> tuple[int, int] | None:
+    """The processor-resized size of the answer's image, for families that answer in resized pixels."""
+    if not profile.needs_resized_size:
+        return None
+    return response.image_sizes[0] if response.image_sizes else None
 
 
 def empty_answer_reason(response: GenerationResponse) -> str:

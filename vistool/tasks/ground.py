@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vistool.structured import AnswerShape
 from vistool.tasks.base import Options, TaskSpec, required_text
 
 
@@ -22,4 +23,5 @@ GROUND = TaskSpec(
     max_new_tokens=256,
     fields=lambda options: {"expression": _expression(options)},
     classes=lambda options: [_expression(options)],
+    answer=AnswerShape(coords="box", label="free"),
 )

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from vistool.errors import VistoolError
 from vistool.profiles import get_profile
+from vistool.structured import AnswerShape
 from vistool.tasks.base import Options, TaskResult, TaskSpec, item_fields, required_text
 
 ELEMENT_TYPES = ["button", "link", "input", "checkbox", "radio", "dropdown", "icon", "text", "image", "tab", "menu"]
@@ -44,11 +46,31 @@ def _instruction(options: Options) -> str:
     return required_text(options, "instruction", "instruction: say which element to act on")
 
 
+def _point_only(result: TaskResult) -> None:
+    """Take the click from an answer that gave a point and no box (then `box` is None)."""
+    from vistool.postprocess import parse
+
+    result.extras["click"] = None
+    profile = get_profile(result.provenance.get("profile") or "gemma4")
+    sizes = result.provenance.get("image_sizes") or []
+    resized = tuple(sizes[0]) if sizes and profile.needs_resized_size else None
+    try:
+        points = parse(result.text, result.image_size, profile, "points", resized_size=resized)
+    except VistoolError:  # a family without a point format (or without the resized size): no click to take
+        return
+    if len(points):
+        label = str(points.result.class_name[0])
+        result.extras.update(click=[float(v) for v in points.result.xy[0]], box=None, label=label)
+
+
 def _click(result: TaskResult, options: Options) -> None:
     """Choose the element (the first box) and its click point: the model's point when it
-    gave one inside the answer item, else the box centre."""
-    if result.parsed is None or len(result.parsed) == 0:
+    gave one inside the answer item, else the box centre; a point with no box is the click."""
+    if result.parsed is None:
         result.extras["click"] = None
+        return
+    if len(result.parsed) == 0:
+        _point_only(result)
         return
     box = result.parsed.detections.xyxy[0]
     span = result.parsed.spans[0]
@@ -57,7 +79,8 @@ def _click(result: TaskResult, options: Options) -> None:
     profile = get_profile(result.provenance.get("profile") or "gemma4")
     sizes = result.provenance.get("image_sizes") or []
     resized = tuple(sizes[0]) if sizes and profile.needs_resized_size else None
-    if "point_2d" in item and (resized is not None or not profile.needs_resized_size):
+    point_keys = profile.point_keys + profile.variants.point_keys
+    if any(key in item for key in point_keys) and (resized is not None or not profile.needs_resized_size):
         from vistool.postprocess import parse
 
         # Points in the family's convention; Qwen2.5-VL's are pixels of the resized image, as its boxes.
@@ -82,6 +105,11 @@ GUI_ELEMENTS = TaskSpec(
     fields=lambda options: {"element_types": ", ".join(ELEMENT_TYPES)},
     classes=lambda options: list(ELEMENT_TYPES),
     finish=_elements,
+    answer=AnswerShape(
+        coords="box",
+        label=tuple(ELEMENT_TYPES),
+        extra=(("text", {"type": "string", "maxLength": 300}), ("interactive", {"type": "boolean"})),
+    ),
 )
 
 GUI_GROUND = TaskSpec(
@@ -96,4 +124,5 @@ GUI_GROUND = TaskSpec(
     max_new_tokens=256,
     fields=lambda options: {"instruction": _instruction(options)},
     finish=_click,
+    answer=AnswerShape(coords="box", point=True, label="free", min_items=1, max_items=1),
 )

@@ -68,6 +68,7 @@ GUI_MARK = TaskSpec(
         "instruction": required_text(options, "instruction", "instruction: say which element to act on"),
     },
     finish=_pick,
+    json_stop=True,  # one JSON object: generation ends when it closes
 )
 
 __all__ = ["GUI_MARK", "read_mark"]

@@ -6,6 +6,7 @@ Default budget 1120: small text needs the image's full detail (Google's advice f
 from __future__ import annotations
 
 from vistool.errors import VistoolError
+from vistool.structured import AnswerShape
 from vistool.tasks.base import Options, TaskResult, TaskSpec
 
 _GRANULARITIES = ("line", "word")
@@ -48,4 +49,5 @@ OCR_REGIONS = TaskSpec(
     max_new_tokens=2048,
     fields=lambda options: {"granularity": _granularity(options)},
     finish=_region_text,
+    answer=AnswerShape(coords="box", label="none", text=True),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vistool.structured import AnswerShape
 from vistool.tasks.base import Options, TaskResult, TaskSpec, required_text
 
 
@@ -27,4 +28,5 @@ POINT = TaskSpec(
     fields=lambda options: {"description": _description(options)},
     classes=lambda options: [_description(options)],
     finish=_count,
+    answer=AnswerShape(coords="point", label="free"),
 )

@@ -69,6 +69,7 @@ VIDEO_LOCATE = TaskSpec(
     max_new_tokens=64,
     fields=lambda options: {"event": required_text(options, "event", "event description")},
     finish=_segment,
+    json_stop=True,  # one JSON object
     media="video",
 )
 

@@ -179,7 +179,7 @@ class ZoomJob:
         if not response.ok:
             self.failed = f"zoom {step.purpose} pass {step.index} on {list(step.box)}: {response.error}"
             return
-        step.result = interpret(step.spec, self.profile, step.options, step.request, response, step.size, self.source)
+        step.result = interpret(step.spec, self.profile, step.options, step.request, response, step.size, self.source, self.settings)
         if self.zoom.mode == "refine" and step.purpose == "region":
             self._after_region(step)
         if all(other.response is not None for other in self.passes):
