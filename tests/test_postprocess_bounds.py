@@ -10,6 +10,7 @@ quadratic time fails instead of stalling CI). Speed itself is measured by
 from __future__ import annotations
 
 import functools
+import json
 import random
 import re
 
@@ -18,8 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vistool.postprocess import extract, parse
-from vistool.postprocess import repair
+from vistool.postprocess import extract, parse, parse_many, repair
 from vistool.postprocess.extract import MAX_ANSWER_CHARS, extract_json_items
 from vistool.postprocess.repair import MAX_REPAIR_CHARS, REPAIR_BUDGET_BASE, REPAIR_BUDGET_FACTOR
 
@@ -74,6 +74,32 @@ def test_an_answer_past_the_size_cap_is_read_up_to_it() -> None:
     assert 0 < len(found.items) <= MAX_ANSWER_CHARS // len(item)
     assert found.diagnostics.truncated
     assert "only the first" in found.diagnostics.dropped[-1].detail
+
+
+@pytest.mark.timeout(60)
+def test_parse_many_keeps_the_bounds_of_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The batch entry point (Vistool.run, the batch runner) must read no further and
+    # repair no more than `parse`: the hostile corpus and a clean list past the size cap
+    # (strict JSON the fast lane could decode whole) give what `parse` gives, item for item.
+    items = [{"box_2d": [index % 900, 10, index % 900 + 50, 60], "label": f"item {index} " + "a" * 1000}
+             for index in range(MAX_ANSWER_CHARS // 1000 + 100)]
+    over_cap = json.dumps(items)
+    texts = [*hostile_answers().values(), over_cap, json.dumps(items[:3])]
+    seen: list[int] = []
+    real = json_repair.loads
+
+    def counting(piece: str, *args, **kwargs):
+        seen.append(len(piece))
+        return real(piece, *args, **kwargs)
+
+    monkeypatch.setattr(repair.json_repair, "loads", counting)
+    batch = parse_many(texts, [(1000, 1000)] * len(texts))
+    assert all(length <= MAX_REPAIR_CHARS for length in seen)
+    assert sum(seen) <= sum(REPAIR_BUDGET_FACTOR * min(len(text), MAX_ANSWER_CHARS) + REPAIR_BUDGET_BASE for text in texts)
+    for text, result in zip(texts, batch):
+        assert result.to_dict() == parse(text, (1000, 1000)).to_dict()
+    assert batch[-2].diagnostics.truncated and len(batch[-2]) < len(items)
+    assert len(batch[-1]) == 3
 
 
 def test_junk_is_not_repaired_into_made_up_items() -> None:

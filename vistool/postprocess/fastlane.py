@@ -8,7 +8,8 @@ steps per answer; this lane reads each answer with one JSON decode and does the
 numeric work (numbers -> array, mapping to pixels, the inside-the-image check) once for
 the whole batch.
 
-An answer the lane cannot take whole (a thinking channel, several fences, repairs,
+An answer the lane cannot take whole (longer than the parser reads, MAX_ANSWER_CHARS;
+a thinking channel, several fences, repairs,
 scores, odd labels, a box that needs clipping or reordering, a duplicate item, numbers
 that may be on a 0-1 scale, ...) is handed back, and the general path parses it. Both
 give the same result; the tests compare them. Answer variants (other keys, a label ->
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from vistool.postprocess.duplicates import pair_overlap
-from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
+from vistool.postprocess.extract import MAX_ANSWER_CHARS, brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
 
@@ -57,9 +58,13 @@ def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
     around the fence is ignored, as the general path does) or a whole answer that is the
     list. Every element must be an object with the profile's first box key (four JSON
     numbers) and first label key (a non-empty string after stripping), and no item may
-    carry a score key. (That every brace in the list belongs to an item, so that the
-    item spans are brace pairs, is checked by `map_simple`.)
+    carry a score key. An answer longer than MAX_ANSWER_CHARS is never taken: the
+    general path reads only that much of it (and says so), and so must the batch.
+    (That every brace in the list belongs to an item, so that the item spans are brace
+    pairs, is checked by `map_simple`.)
     """
+    if len(text) > MAX_ANSWER_CHARS:
+        return None
     for open_marker, close_marker in profile.thought_markers:
         if open_marker in text or close_marker in text:
             return None
