@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vistool.postprocess import extract, parse, parse_many, repair
+from vistool.postprocess import parse, parse_many, repair, salvage
 from vistool.postprocess.extract import MAX_ANSWER_CHARS, extract_json_items
 from vistool.postprocess.repair import MAX_REPAIR_CHARS, REPAIR_BUDGET_BASE, REPAIR_BUDGET_FACTOR
 
@@ -32,7 +32,7 @@ _OLD_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\[\]{}"]', r
 @given(st.text(alphabet="'\"\\[]{}\nab ,:", max_size=80))
 def test_linear_tokenizer_finds_what_the_regex_found(text: str) -> None:
     old = [(m.start(), m.end()) for m in _OLD_TOKEN.finditer(text, 0, len(text))]
-    new = [(m.start(), m.end()) for m in extract._tokens(text, 0, len(text))]
+    new = [(m.start(), m.end()) for m in salvage._tokens(text, 0, len(text))]
     assert new == old
 
 

@@ -8,24 +8,24 @@ salvages every complete item and never raises.
 Design: the answer regions are found first (outside thinking channels, inside fences
 when there are any). In each region a fast path decodes a JSON list element by element
 with the standard library's C scanner, which also yields each element's span. When that
-fails, a small bracket scanner (quote-aware) finds the structure and the span of every
-item; each closed item is decoded on its own, by `json.loads` or, when that fails, by the
-json_repair library. An item the text never closes was cut off: it is dropped and
-reported, never "completed" into made-up coordinates.
+fails, the slow path (`vistool.postprocess.salvage`) scans the brackets (quote-aware) for
+the structure and the span of every item; each closed item is decoded on its own, by
+`json.loads` or, when that fails, by the json_repair library. An item the text never
+closes was cut off: it is dropped and reported, never "completed" into made-up
+coordinates.
 
 Bounded work: every step is linear in the answer's length, so hostile text (random
 bytes, a label full of escaped quotes, deep nesting) costs about as much per kilobyte
 as a real answer. Only the first MAX_ANSWER_CHARS characters are read; json_repair runs
 within the bounds of `vistool.postprocess.repair` (an item it may not repair is dropped
-as unparseable, with the reason); an object is opened as a wrapper without decoding it
-when none of the item keys appears in its own text (outside its children).
+as unparseable, with the reason).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -37,8 +37,9 @@ try:  # optional: a faster decoder for the common case (strict JSON filling its 
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson_loads = None
 
-from vistool.postprocess.diagnostics import NOT_AN_ITEM, TRUNCATED, UNPARSEABLE, Diagnostics, snippet
-from vistool.postprocess.repair import MAX_REPAIR_DEPTH, RepairBudget, loads_or_repair, repair_refusal
+from vistool.postprocess.diagnostics import TRUNCATED, Diagnostics, snippet
+from vistool.postprocess.repair import RepairBudget
+from vistool.postprocess.salvage import has_item_key, salvage_value
 
 Span = tuple[int, int]
 
@@ -46,16 +47,9 @@ _scan_once = json.JSONDecoder().scan_once
 _strict_loads = _orjson_loads if _orjson_loads is not None else json.loads
 _ws_end = re.compile(r"[ \t\n\r]*").match
 _OPEN = re.compile(r"[\[{]")
-_DIGIT = re.compile(r"\d")
 _FENCE = "```"
 _FENCE_TAG = re.compile(r"[A-Za-z0-9_+\-]*[ \t]*\r?\n?")
 _CHANNEL_NAME = re.compile(r"^\s*thought\s*\n?")
-# Strings in either quote, brackets, and a lone double quote (an unterminated string).
-_MAX_DEPTH = 64  # real answers nest 2-4 deep; this bounds the recursion on junk
-# The third alternative matches only where the second fails: a single quote that opens no
-# string on its line (see `_tokens`).
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|(?P<open_single>\'(?:[^\'\\\n]|\\.)*)|[\[\]{}"]', re.S)
-_TOKEN_NO_SINGLE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}"]', re.S)
 _WHOLE_TRIES = 3  # values per region decoded as "the value fills the region" (one slice of the region each)
 
 MAX_ANSWER_CHARS = 1_000_000  # a real answer is at most a few tens of KB
@@ -199,16 +193,6 @@ def extract_json_items(
     return found
 
 
-def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
-    """True when the dict holds one of `keys` (or when no keys are asked for)."""
-    if not keys:
-        return True
-    for key in keys:
-        if key in value:
-            return True
-    return False
-
-
 def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction, budget: RepairBudget) -> None:
     """Add every item of every JSON value in text[start:end] to `found`."""
     pos = start
@@ -225,7 +209,7 @@ def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Ex
             found.items.extend(values)
             found.spans.extend(spans)
             continue
-        pos = _slow_value(text, begin, end, keys, found, budget)
+        pos = salvage_value(text, begin, end, keys, found.items, found.spans, found.diagnostics, budget)
 
 
 def _fast_value(
@@ -243,20 +227,20 @@ def _fast_value(
     if value is None or stop > end:
         return None
     if type(value) is dict:
-        return ([value], [(begin, stop)], stop) if _has_key(value, keys) else None
+        return ([value], [(begin, stop)], stop) if has_item_key(value, keys) else None
     if type(value) is not list:
         return None
     types = set(map(type, value))
     if types == {dict}:
         objects = len(value)
         if keys and not all(map(dict.__contains__, value, repeat(keys[0]))):
-            if not all(_has_key(item, keys) for item in value):
+            if not all(has_item_key(item, keys) for item in value):
                 return None
     elif types <= {dict, list}:
         objects = 0
         for item in value:
             if type(item) is dict:
-                if not _has_key(item, keys):
+                if not has_item_key(item, keys):
                     return None
                 objects += 1
             elif item and type(item[0]) in (list, dict):
@@ -370,205 +354,3 @@ def _element_spans(text: str, begin: int, count: int) -> list[Span] | None:
     except (StopIteration, ValueError, RecursionError):
         return None
     return spans
-
-
-class _Node:
-    """A bracket pair found by the scanner: `open` is "[" or "{"; `end` is None when unclosed."""
-
-    __slots__ = ("open", "start", "end", "children", "broken", "wrapper")
-
-    def __init__(self, open_char: str, start: int) -> None:
-        self.open = open_char
-        self.start = start
-        self.end: int | None = None
-        self.children: list[_Node] = []
-        self.broken = False  # closed by a mismatched bracket
-        self.wrapper: bool | None = None  # `_is_wrapper`, once decided
-
-
-def _tokens(text: str, begin: int, end: int) -> Iterator[re.Match[str]]:
-    """Yield the strings and brackets of text[begin:end] (what `_TOKEN` matches there), in linear time.
-
-    A single quote that opens no string before its line ends is a plain character (an
-    apostrophe); so is every single quote the failed attempt passed over, because a
-    string started at any of them would end the same way (each was the escaped half of
-    a backslash pair). Those stretches are scanned for brackets and double-quoted
-    strings only, so a line full of `\\'` costs one pass instead of one per quote.
-    """
-    pos = begin
-    quiet = -1  # single quotes before this position cannot open a string
-    while pos < end:
-        if pos < quiet:
-            match = _TOKEN_NO_SINGLE.search(text, pos, end)
-            if match is None:
-                return
-            if match.start() >= quiet:  # past the stretch: single quotes count again
-                pos, quiet = quiet, -1
-                continue
-        else:
-            match = _TOKEN.search(text, pos, end)
-            if match is None:
-                return
-            if match.lastgroup == "open_single":
-                pos, quiet = match.start() + 1, match.end()
-                continue
-        yield match
-        pos = match.end()
-
-
-def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
-    """Scan the bracket structure of the value at `begin`, skipping strings.
-
-    Returns the root node and the position where scanning stopped (after the root's
-    closing bracket, or `end`). A mismatched closer closes the brackets opened after its
-    partner (they are marked `broken`); a closer with no partner is ignored. Nesting
-    deeper than _MAX_DEPTH ends the scan, leaving the open brackets unclosed.
-    """
-    root = _Node(text[begin], begin)
-    stack = [root]
-    for match in _tokens(text, begin + 1, end):
-        pos = match.start()
-        char = text[pos]
-        if char == '"' or char == "'":
-            if match.end() - pos == 1:  # unterminated string: the rest of the text is inside it
-                return root, end
-            continue
-        if char == "[" or char == "{":
-            if len(stack) >= _MAX_DEPTH:  # no answer nests this deep: stop here, as if cut off
-                return root, end
-            node = _Node(char, pos)
-            stack[-1].children.append(node)
-            stack.append(node)
-            continue
-        want = "[" if char == "]" else "{"
-        k = len(stack) - 1
-        while k >= 0 and stack[k].open != want:
-            k -= 1
-        if k < 0:
-            continue
-        for node in stack[k + 1 :]:
-            node.end = pos
-            node.broken = True
-        stack[k].end = match.end()
-        del stack[k:]
-        if not stack:
-            return root, match.end()
-    return root, end
-
-
-def _depth(node: "_Node", limit: int, opens: str) -> int:
-    """How deep brackets of the kinds in `opens` nest from `node` (itself counted when it is one), up to `limit`."""
-    own = 1 if node.open in opens else 0
-    if limit <= own or not node.children:
-        return own
-    return own + max(_depth(child, limit - own, opens) for child in node.children)
-
-
-def _repair_refusal(piece: str, node: _Node, keys: Sequence[str], budget: RepairBudget) -> str | None:
-    """`repair.repair_refusal` for the text of `node`."""
-    return repair_refusal(piece, node.open, _depth(node, MAX_REPAIR_DEPTH + 1, "[{"), _depth(node, MAX_REPAIR_DEPTH, "{"),
-                          keys, budget)
-
-
-def _loads(piece: str, diagnostics: Diagnostics, budget: RepairBudget, node: _Node, keys: Sequence[str]) -> Any:
-    """`repair.loads_or_repair` for the text of `node`."""
-    return loads_or_repair(piece, diagnostics, budget, node.open, _depth(node, MAX_REPAIR_DEPTH + 1, "[{"),
-                           _depth(node, MAX_REPAIR_DEPTH, "{"), keys)
-
-
-def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
-    """True for a list of objects, or for an object that wraps one."""
-    if node.open == "[":
-        return any(child.open == "{" for child in node.children)
-    return bool(node.children) and _is_wrapper(node, text, keys, diagnostics, budget)
-
-
-def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
-    """True when an object node holds a list of objects (or such a wrapper) and is not itself an item.
-
-    Decided once per node (a wrapper's children are asked again while it is opened).
-    """
-    if node.wrapper is None:
-        node.wrapper = _decide_wrapper(node, text, keys, diagnostics, budget)
-    return node.wrapper
-
-
-def _decide_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics, budget: RepairBudget) -> bool:
-    """`_is_wrapper`, computed."""
-    holds_items = any(_holds_items(child, text, keys, diagnostics, budget) for child in node.children)
-    if not holds_items:
-        return False
-    if node.end is None or not keys or not _names_a_key(node, text, keys):
-        return True
-    value = _loads(text[node.start : node.end], diagnostics, budget, node, keys)
-    return not (isinstance(value, dict) and _has_key(value, keys))
-
-
-def _names_a_key(node: _Node, text: str, keys: Sequence[str]) -> bool:
-    """True when one of `keys` appears in the node's own text (outside its children's brackets)."""
-    assert node.end is not None
-    pos = node.start + 1
-    for child in node.children:
-        if any(text.find(key, pos, child.start) >= 0 for key in keys):
-            return True
-        if child.end is None:
-            return False
-        pos = child.end
-    return any(text.find(key, pos, node.end) >= 0 for key in keys)
-
-
-def _collect(
-    node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics, budget: RepairBudget
-) -> None:
-    """Append the item nodes under `node` to `leaves`, opening lists and wrappers."""
-    if node.open == "[":
-        if not node.children:
-            leaves.append(node)
-        for child in node.children:
-            _collect(child, text, keys, leaves, diagnostics, budget)
-    elif _is_wrapper(node, text, keys, diagnostics, budget):
-        diagnostics.repair("unwrapped an object holding the item list")
-        for child in node.children:
-            if _holds_items(child, text, keys, diagnostics, budget):
-                _collect(child, text, keys, leaves, diagnostics, budget)
-    else:
-        leaves.append(node)
-
-
-def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction, budget: RepairBudget) -> int:
-    """Salvage the items of the (possibly malformed or truncated) value at `begin`.
-
-    Adds items and drops to `found`; returns the position after the value.
-    """
-    diagnostics = found.diagnostics
-    root, stop = _scan_tree(text, begin, end)
-    leaves: list[_Node] = []
-    _collect(root, text, keys, leaves, diagnostics, budget)
-    if root.end is None and (root.children or _DIGIT.search(text, begin, stop)):
-        diagnostics.truncated = True
-    for node in leaves:
-        if node.end is None:
-            if node.open == "{" or _DIGIT.search(text, node.start, stop):
-                diagnostics.truncated = True
-                diagnostics.drop(
-                    TRUNCATED, "the answer ends inside this item", snippet(text, node.start, stop), (node.start, stop)
-                )
-            continue
-        if node is root and not _DIGIT.search(text, node.start, node.end):
-            continue  # prose in brackets, not inside a list of items: nothing to report
-        piece = text[node.start : node.end]
-        refusal = _repair_refusal(piece, node, keys, budget)
-        value = _loads(piece, diagnostics, budget, node, keys)
-        span = (node.start, node.end)
-        if not isinstance(value, (dict, list)) or not value:
-            reason = UNPARSEABLE if not isinstance(value, (dict, list)) else NOT_AN_ITEM
-            detail = "not a JSON object or list, even after repair"
-            if refusal is not None and reason == UNPARSEABLE:
-                detail = f"not valid JSON, and {refusal}"
-            diagnostics.drop(reason, detail, snippet(piece, 0), span)
-            continue
-        if node.broken:
-            diagnostics.repair("closed a bracket the model left open")
-        found.items.append(value)
-        found.spans.append(span)
-    return stop if stop > begin else begin + 1
