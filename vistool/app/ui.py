@@ -31,7 +31,7 @@ from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.images import load_image
 from vistool.io.video import VideoFrames, sample_video
 from vistool.tasks import TASKS, TaskResult, check_task
-from vistool.tasks.base import MAX_CLASS_LIST_CHARS
+from vistool.tasks.limits import MAX_CLASS_LIST_CHARS
 from vistool.zoom.draw import draw_passes
 
 logger = logging.getLogger(__name__)

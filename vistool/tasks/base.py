@@ -29,16 +29,17 @@ from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN
 from vistool.runtime.types import Decoding, GenerationRequest, GenerationResponse
 from vistool.structured import AnswerShape, answer_schema
 from vistool.tasks.confidence import item_confidences
+from vistool.tasks.limits import (  # noqa: F401  (the limits and text helpers, re-exported: tasks import them from here)
+    MAX_CLASS_CHARS,
+    MAX_CLASS_LIST_CHARS,
+    MAX_CLASSES,
+    MAX_TEXT_CHARS,
+    check_text_length,
+    required_text,
+    split_list,
+)
 
 Options = Mapping[str, Any]
-
-# Limits on what a user's text may add to a prompt (checked before any image or model is
-# touched). Past them a prompt is no longer a question but a memory bill: 10,000 class
-# names made a 40k-token prompt; a 100 KB question tried to allocate 40 GB of attention.
-MAX_TEXT_CHARS = 10_000  # a question, an instruction, an expression, a description, an event, a system prompt
-MAX_CLASSES = 1_000  # class names in one detect prompt (more: split them over several calls)
-MAX_CLASS_CHARS = 200  # one class name
-MAX_CLASS_LIST_CHARS = 20_000  # all class names of one prompt together
 
 # With thinking on, the thought gets its own token budget on top of the answer's limit
 # (Gemma 4's thoughts run to hundreds or thousands of tokens; an answer starved by its
@@ -497,44 +498,6 @@ def empty_answer_reason(response: GenerationResponse) -> str:
     if response.thought:
         return "empty answer: the model only thought (its thought is in the provenance) and gave no answer"
     return "empty answer: the model returned no text"
-
-
-def check_text_length(text: str, what: str, limit: int = MAX_TEXT_CHARS) -> str:
-    """Return `text` when it is at most `limit` characters; raise VistoolError naming `what` otherwise."""
-    if len(text) > limit:
-        raise VistoolError(f"the {what} is {len(text)} characters long; at most {limit} are accepted")
-    return text
-
-
-def required_text(options: Options, key: str, what: str) -> str:
-    """Return the option `key` stripped; raise VistoolError("empty <what>: ...") when it is
-    empty, and when it is longer than MAX_TEXT_CHARS."""
-    value = str(options.get(key) or "").strip()
-    if not value:
-        raise VistoolError(f"empty {what}")
-    return check_text_length(value, what.split(":")[0])
-
-
-def split_list(value: str | Sequence[str] | None, what: str) -> list[str]:
-    """Turn "a, b" or ["a", "b"] into a clean list of names; raise VistoolError when empty,
-    or past MAX_CLASSES names, MAX_CLASS_CHARS per name or MAX_CLASS_LIST_CHARS in all."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(item).strip() for item in items if str(item).strip()]
-    if not names:
-        raise VistoolError(f"empty {what}: give at least one name")
-    if len(names) > MAX_CLASSES:
-        raise VistoolError(f"the {what} has {len(names)} names; at most {MAX_CLASSES} fit in one prompt "
-                           "(split them over several calls, e.g. eval coco --chunk-size)")
-    longest = max(names, key=len)
-    if len(longest) > MAX_CLASS_CHARS:
-        raise VistoolError(f"a name in the {what} is {len(longest)} characters long ({longest[:40]!r}...); "
-                           f"at most {MAX_CLASS_CHARS} are accepted")
-    total = sum(map(len, names))
-    if total > MAX_CLASS_LIST_CHARS:
-        raise VistoolError(f"the {what} is {total} characters long; at most {MAX_CLASS_LIST_CHARS} fit in one prompt")
-    return names
 
 
 def item_fields(text: str, spans: Sequence[tuple[int, int] | None], keys: Sequence[str]) -> list[dict[str, Any]]:
