@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import tempfile
 import time
 from typing import Any
+
+from vistool.errors import VistoolError
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
 MAX_UPLOAD = "200mb"
@@ -44,8 +48,10 @@ def serve(
     noise, for trying the UI offline), the queue length, the model family profile
     (None: read from the checkpoint), whether answers are held to their JSON schema by
     default (each tab has a checkbox) and further backend options (timeout=, retries=,
-    api_key_env= for "openai"). Returns when the server stops.
+    api_key_env= for "openai"). Returns when the server stops. Raises VistoolError when
+    the address cannot be served (a port in use is found before any model loads).
     """
+    check_port(host, port)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
     from vistool.app.ui import build_app
@@ -60,7 +66,34 @@ def serve(
               **backend_options)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
-    demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, show_error=True, max_file_size=MAX_UPLOAD)
+    except OSError as exc:  # Gradio: "Cannot find empty port" (taken since the check), or the address is refused
+        raise VistoolError(f"cannot serve the demo on {host}:{port}: {exc}") from exc
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise VistoolError, naming the address, when `port` on `host` cannot be listened on.
+
+    Takes the address and port the demo is to bind. A port another program listens on
+    (another demo, a server) is "in use"; an unknown host or a port the user may not
+    bind gets its own reason. Binding is tried once and released at once, so the
+    check costs nothing and runs before the model loads.
+    """
+    if not 0 < port < 65536:
+        raise VistoolError(f"--port must be between 1 and 65535 (got {port})")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise VistoolError(f"cannot serve the demo on {host}:{port}: unknown address ({exc.strerror or exc})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does: a closing socket is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise VistoolError(f"port {port} on {host} is in use (another demo or server?); choose another with --port") from exc
+            raise VistoolError(f"cannot serve the demo on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="hold answers to the task's JSON schema by default (--no-structured: free)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
-          device=args.device, tiny=args.tiny, max_queue=args.max_queue, profile=args.profile,
-          structured=args.structured)
+    try:
+        serve(args.model, backend=args.backend, base_url=args.base_url, host=args.host, port=args.port, share=args.share,
+              device=args.device, tiny=args.tiny, max_queue=args.max_queue, profile=args.profile,
+              structured=args.structured)
+    except VistoolError as exc:
+        parser.exit(2, f"error: {exc}\n")
