@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vistool.postprocess.duplicates import pair_overlap
+from vistool.postprocess.duplicates import MAX_PAIRS, pair_overlap
 from vistool.postprocess.extract import MAX_ANSWER_CHARS, brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
@@ -176,6 +176,8 @@ def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int]
     For the whole batch at once, with no loop over answers or groups: boxes are sorted
     by (answer, label); every pair inside a run of equal keys is listed (each box pairs
     with the later boxes of its run) and all pairs are compared in one array operation.
+    An answer with more than MAX_PAIRS same-label pairs counts as having duplicates
+    without being compared: it goes the general way, which bounds that search.
     """
     total = len(xyxy)
     table = {name: code for code, name in enumerate(dict.fromkeys(chain.from_iterable(labels)))}
@@ -188,14 +190,19 @@ def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int]
     run_sizes = np.diff(np.append(run_starts, total))
     position = np.arange(total) - np.repeat(run_starts, run_sizes)  # each box's place in its run
     later = np.repeat(run_sizes, run_sizes) - 1 - position  # how many boxes of its run come after it
+    found = np.zeros(len(counts), dtype=bool)
+    pairs = np.bincount(answer_of[order][run_starts], weights=run_sizes * (run_sizes - 1) // 2, minlength=len(counts))
+    crowded = pairs > MAX_PAIRS
+    if crowded.any():
+        found |= crowded
+        later = np.where(crowded[answer_of[order]], 0, later)
     if not later.any():
-        return np.zeros(len(counts), dtype=bool)
+        return found
     first = np.repeat(np.arange(total), later)
     pair_starts = np.cumsum(later) - later
     second = first + 1 + (np.arange(len(first)) - pair_starts[first])
     first, second = order[first], order[second]
     hits = pair_overlap(xyxy, first, second) >= iou
-    found = np.zeros(len(counts), dtype=bool)
     found[answer_of[first[hits]]] = True
     return found
 
