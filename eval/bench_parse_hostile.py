@@ -10,6 +10,8 @@ shapes that stress the same code paths:
   - single-quoted objects nested 30 deep (bare, and with 20 items a level), a wrapper holding 400 broken items (trailing commas);
   - 64 KB of items full of stray quotes, and of empty objects nested 8 deep (the two
     shapes json_repair is quadratic on);
+  - one item written 6,000 times (a loop: 18 million same-label pairs for the duplicate
+    search), and 3,000 distinct boxes of one label;
   - a 200-answer batch mixing the above at ~8 KB each, through `parse_many`;
   - for comparison, a clean 50-item answer and a messy one (prose, single quotes).
 
@@ -67,6 +69,13 @@ def corpus(seed: int) -> dict[str, list[str]]:
         item = "{" * 8 + "}" * 8 + ", "
         return "[" + item * (size // len(item)) + "]"
 
+    def loop(items: int) -> str:
+        return json.dumps([{"box_2d": [100, 100, 200, 200], "label": "cat"}] * items)
+
+    def one_label(items: int) -> str:
+        return json.dumps([{"box_2d": [i // 60 * 16, i % 60 * 16, i // 60 * 16 + 8, i % 60 * 16 + 8], "label": "cat"}
+                           for i in range(items)])
+
     def clean(items: int) -> str:
         return "```json\n" + json.dumps([{"box_2d": [i, i, i + 50, i + 60], "label": LABEL} for i in range(items)]) + "\n```"
 
@@ -88,6 +97,8 @@ def corpus(seed: int) -> dict[str, list[str]]:
         "wrapper of 400 broken items": [broken_wrapper(400)],
         "items full of stray quotes, 64 KB": [stray_quotes(64 * 1024)],
         "empty objects 8 deep, 64 KB": [nested_objects(64 * 1024)],
+        "one item 6,000 times (a loop)": [loop(6_000)],
+        "3,000 boxes of one label": [one_label(3_000)],
         "200-answer batch (parse_many)": [makers[i % len(makers)]() for i in range(200)],
         "clean, 50 items": [clean(50)],
         "messy, 50 items": ["Here you go:\n" + clean(50).replace('"', "'").replace("}", "},", 3)],
