@@ -33,7 +33,7 @@ from PIL import Image
 
 from eval.zoom_sim import Scene, SimulatedModel, screenshot_scene
 from vistool.api import Vistool
-from vistool.postprocess.oracle import OracleImage, coco_map, load_yolo_dataset
+from vistool.postprocess.oracle import OracleImage, coco_stats, load_yolo_dataset
 
 SHARED_COCO8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco8"
 
@@ -74,40 +74,8 @@ def bench_detect(vt: Vistool, scenes: Sequence[Scene], classes: list[str], zoom:
     results = vt.detect([scene.image for scene in scenes], classes, zoom=zoom, budget=budget)
     truth = [OracleImage(i + 1, s.size, s.xyxy, s.labels) for i, s in enumerate(scenes)]
     detections = [r.detections for r in results]
-    mean_ap = coco_map(truth, detections, classes)
-    ap50 = _ap50(truth, detections, classes)
+    mean_ap, ap50 = coco_stats(truth, detections, classes)[:2]
     return (mean_ap, ap50, *_cost(results))
-
-
-def _ap50(truth, detections, classes) -> float:
-    """AP at IoU 0.5 (pycocotools' stats[1])."""
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    from vistool.postprocess.coco import coco_categories, detections_to_coco, detections_to_coco_gt
-    from vistool.postprocess.results import make_detections
-
-    categories = coco_categories(list(classes))
-    images, annotations, results = [], [], []
-    for image, found in zip(truth, detections):
-        images.append({"id": image.image_id, "width": image.size[0], "height": image.size[1]})
-        gt, _ = make_detections(image.xyxy, image.labels, classes)
-        annotations.extend(detections_to_coco_gt(gt, image.image_id, categories, len(annotations) + 1))
-        results.extend(detections_to_coco(found, image.image_id, categories))
-    if not results:
-        return 0.0
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground = COCO()
-        ground.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        ground.createIndex()
-        evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return float(evaluation.stats[1])
 
 
 def coco8_scenes(root: Path, long_side: int = 3840) -> list[Scene]:

@@ -12,12 +12,13 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+import supervision as sv
 from PIL import Image, ImageOps
 
 from tests.postprocess_helpers import COCO8_DIR, needs_coco8, qwen_resized
 from vistool.postprocess import format_answer, parse
 from vistool.postprocess.geometry import exif_transform_boxes
-from vistool.postprocess.oracle import OracleImage, coco_map, extreme_images, load_yolo_dataset, round_trip_map
+from vistool.postprocess.oracle import OracleImage, coco_map, coco_stats, extreme_images, load_yolo_dataset, round_trip_map
 from vistool.profiles import PROFILES
 
 FAMILIES = sorted(PROFILES)
@@ -50,6 +51,19 @@ def test_the_oracle_can_fail() -> None:
         answer = format_answer("qwen3vl", "boxes", image.xyxy, image.labels, image.size)  # x first
         predictions.append(parse(answer.replace("bbox_2d", "box_2d"), image.size, "gemma4", classes=classes).detections)
     assert coco_map(truth, predictions, classes) < 0.5
+
+
+def test_coco_stats_are_pycocotools_summary_in_its_order() -> None:
+    """Boxes shifted by a third of their size keep AP@.5 for large boxes but lose mAP@[.5:.95];
+    coco_map is stats[0]; no detection at all scores 0 everywhere."""
+    image = OracleImage(1, (1000, 1000), np.array([[100, 100, 400, 400], [500, 500, 900, 900]], dtype=np.float64), ["a", "b"])
+    shifted = image.xyxy + np.array([30, 30, 30, 30])  # IoU ~0.67 and ~0.74
+    found = sv.Detections(xyxy=shifted, class_id=np.array([0, 1]), confidence=np.array([0.9, 0.8]), data={"class_name": np.array(["a", "b"])})
+    predictions = [found]
+    stats = coco_stats([image], predictions, ["a", "b"])
+    assert len(stats) == 12 and stats[1] == pytest.approx(1.0) and stats[0] < 0.6
+    assert coco_map([image], predictions, ["a", "b"]) == stats[0]
+    assert coco_stats([image], [sv.Detections.empty()], ["a", "b"]) == [0.0] * 12
 
 
 @lru_cache(maxsize=None)

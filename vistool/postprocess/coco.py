@@ -51,6 +51,8 @@ def detections_to_coco(
     ids = _name_to_id(categories)
     names = detections.data.get(CLASS_NAME_DATA_FIELD)
     if names is None:
+        if len(detections) == 0:  # sv.Detections.empty() carries no data fields
+            return []
         raise VistoolError("detections need data['class_name'] to be matched to COCO categories")
     scores = detections.confidence if detections.confidence is not None else np.full(len(detections), default_score)
     results: list[dict[str, Any]] = []

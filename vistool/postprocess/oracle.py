@@ -145,6 +145,15 @@ def coco_map(truth: Sequence[OracleImage], predictions: Sequence[sv.Detections],
 
     `predictions[i]` belongs to `truth[i]`; categories are matched by name.
     """
+    return coco_stats(truth, predictions, classes)[0]
+
+
+def coco_stats(truth: Sequence[OracleImage], predictions: Sequence[sv.Detections], classes: Sequence[str]) -> list[float]:
+    """Score detections against ground truth with pycocotools; return its 12 summary stats.
+
+    `stats[0]` is mAP@[.5:.95], `stats[1]` AP@.5 (pycocotools' order); all 0.0 when there
+    is no detection at all. `predictions[i]` belongs to `truth[i]`; categories by name.
+    """
     categories = coco_categories(list(classes))
     images, annotations, results = [], [], []
     for image, detections in zip(truth, predictions):
@@ -154,7 +163,7 @@ def coco_map(truth: Sequence[OracleImage], predictions: Sequence[sv.Detections],
         annotations.extend(detections_to_coco_gt(gt, image.image_id, categories, len(annotations) + 1))
         results.extend(detections_to_coco(detections, image.image_id, categories))
     if not results:
-        return 0.0
+        return [0.0] * 12
     with contextlib.redirect_stdout(io.StringIO()):
         ground = COCO()
         ground.dataset = {"images": images, "annotations": annotations, "categories": categories}
@@ -163,7 +172,7 @@ def coco_map(truth: Sequence[OracleImage], predictions: Sequence[sv.Detections],
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return float(evaluation.stats[0])
+    return [float(value) for value in evaluation.stats]
 
 
 def round_trip_map(
