@@ -76,18 +76,33 @@ def test_batched_interpretation_equals_one_at_a_time(images, tmp_path, monkeypat
     assert [row[2:] for row in _summary(cached)] == [row[2:] for row in _summary(fresh)]
 
 
-def test_a_bad_record_fails_alone_in_its_batch(images, tmp_path):
+def test_a_bad_record_fails_alone_in_its_batch(images, tmp_path, monkeypatch):
     items = _items(images)[:4]
     cache_path = tmp_path / "answers.jsonl"
     BatchRunner(Vistool(ReplayBackend(_answer)), AnswerCache(cache_path), batch_size=4, workers=0, progress=False).run(items)
     lines = cache_path.read_text().splitlines()
     broken = json.loads(lines[1])
-    broken["image_size"] = "not a size"  # interpret_many raises on this record: the batch is retried one by one
+    broken["image_size"] = "not a size"  # a damaged record (issue 20, item 8): absent, so its image is asked again
     cache_path.write_text("\n".join([lines[0], json.dumps(broken), *lines[2:]]) + "\n")
+    report = BatchRunner(Vistool(ReplayBackend(_answer)), AnswerCache(cache_path), batch_size=4, workers=0,
+                         progress=False).run(items)
+    assert [o.status for o in report.outcomes] == ["cached", "done", "cached", "cached"]
+    assert report.model_calls == 1 and report.unreadable_records == 1
+    # A record that reads back but that interpretation still chokes on fails alone: the
+    # batch is interpreted again one answer at a time.
+    real = runner_module.interpret_many
+
+    def choking(spec, profile, options, requests, responses, sizes, sources, *rest):
+        if str(items[1].image) in sources:
+            raise RuntimeError("a parser bug")
+        return real(spec, profile, options, requests, responses, sizes, sources, *rest)
+
+    monkeypatch.setattr(runner_module, "interpret_many", choking)
     runner = BatchRunner(Vistool(ReplayBackend(_answer)), AnswerCache(cache_path), batch_size=4, workers=0, progress=False)
     report = runner.run(items)
     assert [o.status for o in report.outcomes] == ["cached", "failed", "cached", "cached"]
     assert report.outcomes[1].stage == "answer" and "cannot interpret the answer" in report.outcomes[1].reason
+    monkeypatch.undo()
     # The public step: error texts (a failed request) and records in one call, in order.
     prepared = [runner.load(runner.plan(index, item)) for index, item in enumerate(items)]
     record = AnswerCache(cache_path).get(prepared[0].key)

@@ -52,7 +52,7 @@ def test_video_command(tiny_model_dir, tmp_path, capsys):
     for index in range(16):
         writer.write(np.full((48, 64, 3), index * 15, dtype=np.uint8))
     writer.release()
-    assert main(["video", str(clip), "What happens?", "--frames", "4", "--model", str(tiny_model_dir), "--max-new-tokens", "4"]) == 0
+    assert main(["video", str(clip), "What happens?", "--frames", "4", "--model", str(tiny_model_dir), "--max-new-tokens", "16"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert len(result["extras"]["timestamps"]) == 4
 

@@ -234,5 +234,5 @@ def test_demo_on_a_busy_port_fails_in_one_line_before_the_model_loads(tmp_path):
             text=True, timeout=240,
         )
     errors = [line for line in finished.stderr.splitlines() if line.startswith("error:")]
-    assert finished.returncode == 2 and len(errors) == 1 and f"port {port}" in errors[0] and "already in use" in errors[0]
+    assert finished.returncode == 2 and len(errors) == 1 and f"port {port}" in errors[0] and "is in use" in errors[0]
     assert "Traceback" not in finished.stderr

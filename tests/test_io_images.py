@@ -487,7 +487,7 @@ def test_url_loads_with_orientation(http_root) -> None:
     base, folder = http_root
     (folder / "photo.jpg").write_bytes(jpeg_bytes(marked_image(), 8))
     url = f"{base}/photo.jpg"
-    loaded = load_image(url)
+    loaded = load_image(url, allow_urls=True)
     assert loaded.source == url
     assert loaded.size == (40, 60)
     assert close_to(rgb_at(loaded, 3, 56), RED)  # bottom-left, as displayed
@@ -496,11 +496,11 @@ def test_url_loads_with_orientation(http_root) -> None:
 def test_url_errors(http_root) -> None:
     base, folder = http_root
     (folder / "notes.png").write_text("not an image")
-    assert_load_error(f"{base}/missing.jpg", f"{base}/missing.jpg", "HTTP 404")
-    assert_load_error(f"{base}/notes.png", f"{base}/notes.png", "not an image")
+    assert_load_error(f"{base}/missing.jpg", f"{base}/missing.jpg", "HTTP 404", allow_urls=True)
+    assert_load_error(f"{base}/notes.png", f"{base}/notes.png", "not an image", allow_urls=True)
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/x.jpg"
-    assert_load_error(url, url, "cannot reach server", timeout=5)
+    assert_load_error(url, url, "cannot reach server", timeout=5, allow_urls=True)

@@ -80,3 +80,37 @@ def test_interpret_many_equals_interpret_one_by_one():
     single = [interpret(spec, profile, o, request, r, s, n) for o, r, s, n in zip(options, responses, sizes, "abcde")]
     assert [result.to_dict() for result in batch] == [result.to_dict() for result in single]
     assert batch[0].detections.confidence is not None and batch[4].error == "boom"
+
+
+def _record_with_logprobs() -> dict:
+    response = GenerationResponse(text='[{"box_2d": [1, 2, 3, 4], "label": "cat"}]', logprobs=_columns(40))
+    record = make_record({"image_sha256": "0" * 64}, response.to_dict(packed_logprobs=True), (640, 480), "a.jpg")
+    return json.loads(json.dumps(record))
+
+
+def _damage_values(record):
+    record["response"]["logprobs"]["logprob"] = record["response"]["logprobs"]["logprob"][:-8]  # values cut short
+
+
+def _damage_ints(record):
+    record["response"]["logprobs"]["ints"] = "bm90IHpsaWI="  # base64, but not a zlib stream
+
+
+def _damage_old_form(record):
+    record["response"]["logprobs"] = [{"token": "[", "logprob": "high", "offset": 0}]  # a per-token list with a string
+
+
+def _damage_count(record):
+    record["response"]["logprobs"]["count"] = 41
+
+
+@pytest.mark.parametrize("damage", [_damage_values, _damage_ints, _damage_old_form, _damage_count])
+def test_a_damaged_packed_record_is_unreadable(damage):
+    # A cache record whose log-probs cannot be read back counts as absent (issue 20, item 8):
+    # the batch runner asks the model again instead of failing the image on every run.
+    from vistool.batch.items import record_problem
+
+    record = _record_with_logprobs()
+    assert record_problem(record) is None
+    damage(record)
+    assert record_problem(record) is not None

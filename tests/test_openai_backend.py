@@ -312,7 +312,10 @@ def test_api_key_sent_as_bearer_and_never_leaked(
 
     monkeypatch.delenv("VISTOOL_API_KEY")
     server.reply = echo
-    with backend_for(server) as backend:
+    with backend_for(server) as backend:  # OPENAI_API_KEY goes only to api.openai.com unless asked (issue 20)
+        backend.generate([GenerationRequest(prompt="p")])
+    assert server.auth[-1] is None
+    with backend_for(server, api_key_env="OPENAI_API_KEY") as backend:
         backend.generate([GenerationRequest(prompt="p")])
     assert server.auth[-1] == "Bearer sk-other"
 

@@ -49,7 +49,8 @@ def test_read_block_decodes_uncached_rows_and_isolates_bad_ones(tmp_path, light)
     first_key = runner.load(runner.plan(1, WorkItem(paths[1], "detect", {"classes": ["person"]}))).key
     rows = read_block(block_of(paths + [tmp_path / "missing.png"]), vt=light, keys=CachedKeys.of([first_key]).keys).to_pylist()
     assert [row["status"] for row in rows] == ["failed", "cached", "model", "model", "failed"]
-    assert rows[0]["stage"] == "read" and "bad.png" in rows[0]["reason"] and rows[0]["key"] is not None
+    assert rows[0]["stage"] == "read" and "bad.png" in rows[0]["reason"]
+    assert rows[0]["key"] is None  # a file whose header is no image is refused before it is hashed (issue 20, item 3)
     assert rows[4]["stage"] == "read" and rows[4]["key"] is None
     assert rows[1]["pixels"] is None and rows[1]["key"] == first_key
     image = load_image(paths[2]).image

@@ -51,6 +51,7 @@ def load(
     max_pixels: int | None = None,
     zoom: ZoomLike = None,
     lazy: bool = False,
+    allow_urls: bool = False,
     structured: bool = True,
     thought_tokens: int | None = None,
     **backend_options: Any,
@@ -67,10 +68,12 @@ def load(
     to the tasks that support its mode), `lazy` (load the weights on the first call
     instead of now, so that a task the family cannot run is refused without loading
     them; the backend is a picklable `DeferredBackend`, and with the Ray engine,
-    vistool.engines, each worker builds its own), whether to constrain answers to their
+    vistool.engines, each worker builds its own), whether image arguments may be http(s)
+    URLs to fetch (`allow_urls`, off by default), whether to constrain answers to their
     JSON schema (`structured`, default True: on the tiny random model every structured
     task's answers validate with it and none without, see README), the thought's token
-    budget with thinking (None: 2048) and further backend options. Several server
+    budget with thinking (None: 2048) and further backend options (for "openai":
+    timeout=, retries=, api_key_env=, max_response_bytes=, ...). Several server
     addresses (a list, or comma-separated) spread requests over them. Raises
     ModelLoadError when the model cannot be loaded, UnknownFamilyError for a checkpoint
     of an unknown architecture.
@@ -92,6 +95,7 @@ def load(
         max_new_tokens=max_new_tokens,
         max_pixels=max_pixels,
         zoom=zoom,
+        allow_urls=allow_urls,
         structured=structured,
         thought_tokens=thought_tokens,
     )
@@ -105,6 +109,8 @@ class Vistool:
     ask for log-probs (they give detections a confidence), the pixel limit for images,
     the zoom (`vistool.zoom.ZoomSettings` or its text; a task whose zoom modes do not
     include it runs unzoomed, while a per-call `zoom=` it does not support is an error),
+    whether a string image may be an http(s) URL to fetch (`allow_urls`; off, so that
+    user strings passed through cannot make the application fetch from its network),
     structured generation (on by default), the thought's token budget, and the
     duplicate and NMS thresholds (see `RunSettings`).
     """
@@ -120,6 +126,7 @@ class Vistool:
         logprobs: bool = True,
         max_pixels: int | None = None,
         zoom: ZoomLike = None,
+        allow_urls: bool = False,
         structured: bool = True,
         thought_tokens: int | None = None,
         duplicate_iou: float | None = DEFAULT_DUPLICATE_IOU,
@@ -140,6 +147,7 @@ class Vistool:
         )
         self.max_pixels = max_pixels
         self.zoom = ZoomSettings.parse(zoom)
+        self.allow_urls = allow_urls
 
     # ------------------------------------------------------------------ engine
     def zoom_for(self, task: str, zoom: ZoomLike = None) -> ZoomSettings:
@@ -194,7 +202,7 @@ class Vistool:
         loaded: list[LoadedImage | TaskResult] = []
         for item in inputs:
             try:
-                loaded.append(load_image(item, max_pixels=self.max_pixels))
+                loaded.append(load_image(item, max_pixels=self.max_pixels, allow_urls=self.allow_urls))
             except VistoolError as error:
                 if single:
                     raise
@@ -293,7 +301,7 @@ class Vistool:
         results = []
         for item in [images] if single else list(images):
             try:
-                loaded = load_image(item, max_pixels=self.max_pixels)
+                loaded = load_image(item, max_pixels=self.max_pixels, allow_urls=self.allow_urls)
             except VistoolError as error:
                 if single:
                     raise

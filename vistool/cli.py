@@ -23,6 +23,7 @@ import typer
 from vistool.commandline.options import (
     COMMON_OPTIONS,
     DEFAULT_MODEL,
+    ApiKeyEnvOption,
     BackendOption,
     BaseUrlOption,
     BudgetOption,
@@ -33,11 +34,14 @@ from vistool.commandline.options import (
     ModelOption,
     ProfileOption,
     ProgressOption,
+    RetriesOption,
     StructuredOption,
     ThinkingOption,
     ThoughtTokensOption,
+    TimeoutOption,
     ZoomOption,
     check_classes,
+    http_options,
 )
 from vistool.errors import VistoolError
 
@@ -96,7 +100,7 @@ def generate_command(
     from vistool.runtime.transformers_backend import TransformersBackend
     from vistool.runtime.types import GenerationRequest
 
-    loaded = load_image(image)
+    loaded = load_image(image, allow_urls=True)  # a URL the user typed
     family = resolve_profile(model, profile)
     if budget is not None:
         family.check_budget(budget)  # before the model loads
@@ -161,8 +165,9 @@ def image_task(name: str, task: TaskOf) -> Callable[[Callable[..., Any]], Callab
 
 def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any], *, model: str, profile: str | None,
                     budget: int | None, max_new_tokens: int | None, thinking: bool, structured: bool,
-                    thought_tokens: int | None, backend: str, base_url: str | None, device: str | None,
-                    dtype: str | None, save: Path | None, progress: bool | None) -> None:
+                    thought_tokens: int | None, backend: str, base_url: str | None, timeout: float | None,
+                    retries: int | None, api_key_env: str | None, device: str | None, dtype: str | None,
+                    save: Path | None, progress: bool | None) -> None:
     """Check the inputs before the model loads (the image, --save; the family, refusing a
     task it cannot run; the budget and zoom), then load the model, run with a token
     counter on stderr, print the result on stdout, then write the drawing."""
@@ -175,7 +180,7 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     from vistool.tasks import check_task
     from vistool.zoom import check_zoom
 
-    loaded = load_image(own.pop("image"))
+    loaded = load_image(own.pop("image"), allow_urls=True)  # a URL the user typed
     check_save_path(save)
     family = resolve_profile(model, profile, backend=backend)
     name, options = task(own)
@@ -185,7 +190,8 @@ def _run_image_task(func: Callable[..., Any], task: TaskOf, own: dict[str, Any],
     if own.get("zoom") is not None:
         check_zoom(name, own["zoom"])
     vt = load(model, backend=backend, base_url=base_url, budget=budget, device=device, dtype=dtype, thinking=thinking,
-              profile=family, structured=structured, thought_tokens=thought_tokens)
+              profile=family, structured=structured, thought_tokens=thought_tokens,
+              **http_options(timeout, retries, api_key_env))
     with token_progress(vt.backend, progress):
         result = func(vt, loaded, **own, settings={"max_new_tokens": max_new_tokens})
     if not result.ok:
@@ -322,6 +328,9 @@ def video_command(
     thinking: ThinkingOption = False,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
     progress: ProgressOption = None,
@@ -338,7 +347,8 @@ def video_command(
     sample_video(video, num_frames=1)  # fail fast on an unreadable file, before loading a model
     from vistool.api import load
 
-    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, thinking=thinking, profile=family)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, thinking=thinking, profile=family,
+              **http_options(timeout, retries, api_key_env))
     with token_progress(vt.backend, progress):
         result = vt.video(video, question, locate=locate, frames=frames, fps=fps, audio=audio, max_new_tokens=max_new_tokens)
     if not result.ok:
@@ -367,6 +377,9 @@ def annotate_command(
     thought_tokens: ThoughtTokensOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     device: DeviceOption = None,
     dtype: DtypeOption = None,
     rescore: Annotated[bool, typer.Option("--rescore", help="Rebuild results and exports from the answer cache, without running the model.")] = False,
@@ -404,6 +417,9 @@ def demo_command(
     profile: ProfileOption = None,
     backend: BackendOption = "transformers",
     base_url: BaseUrlOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = None,
+    api_key_env: ApiKeyEnvOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
@@ -416,7 +432,7 @@ def demo_command(
     from vistool.app import serve
 
     serve(model, backend=backend, base_url=base_url, host=host, port=port, share=share, device=device, dtype=dtype,
-          tiny=tiny, profile=profile, structured=structured)
+          tiny=tiny, profile=profile, structured=structured, **http_options(timeout, retries, api_key_env))
 
 
 @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})

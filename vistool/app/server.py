@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 from vistool.errors import VistoolError
 
@@ -35,6 +38,7 @@ def serve(
     max_queue: int = 32,
     profile: str | None = None,
     structured: bool = True,
+    **backend_options: Any,
 ) -> None:
     """Load the model and serve the demo until interrupted.
 
@@ -45,23 +49,23 @@ def serve(
     (build a tiny random-weight model instead, of the `profile` family when given: its
     answers are noise, for trying the UI offline), the queue length, the model family
     profile (None: read from the checkpoint) and whether answers are held to their JSON
-    schema by default (each tab has a checkbox). Returns when the server stops. Raises
-    VistoolError when the address cannot be served (checked before the model loads) or
-    the model cannot load.
+    schema by default (each tab has a checkbox); further backend options (timeout=,
+    retries=, api_key_env= for "openai") go to `vistool.load`. Returns when the server
+    stops. Raises VistoolError when the address cannot be served (a port in use is found
+    before any model loads) or the model cannot load.
     """
+    check_port(host, port)  # a busy port fails now, not after minutes of model loading
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from vistool.api import load
     from vistool.app.ui import build_app
-    from vistool.commandline.checks import check_port_free
-
-    check_port_free(host, port)  # a busy port fails now, not after minutes of model loading
     started = time.perf_counter()
     if tiny:
         from vistool.runtime.tiny import make_tiny_model
 
         model = str(make_tiny_model(tempfile.mkdtemp(prefix="vistool-tiny-"), family=profile or "gemma4"))
         backend, device = "transformers", device or "cpu"
-    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, profile=profile, structured=structured)
+    vt = load(model, backend=backend, base_url=base_url, device=device, dtype=dtype, profile=profile, structured=structured,
+              **backend_options)
     logger.info("model %s loaded in %.1f s", model, time.perf_counter() - started)
     demo = build_app(vt, max_queue=max_queue)
     try:  # quiet: Gradio's own banner tells a script author to edit launch(); ours says what to type
@@ -82,6 +86,30 @@ def serve(
         demo.block_thread()
     finally:
         demo.close()
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise VistoolError, naming the address, when `port` on `host` cannot be listened on.
+
+    Takes the address and port the demo is to bind. A port another program listens on
+    (another demo, a server) is "in use"; an unknown host or a port the user may not
+    bind gets its own reason. Binding is tried once and released at once, so the
+    check costs nothing and runs before the model loads.
+    """
+    if not 0 < port < 65536:
+        raise VistoolError(f"--port must be between 1 and 65535 (got {port})")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise VistoolError(f"cannot serve the demo on {host}:{port}: unknown address ({exc.strerror or exc})") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does: a closing socket is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise VistoolError(f"port {port} on {host} is in use (another demo or server?); choose another with --port") from exc
+            raise VistoolError(f"cannot serve the demo on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> None:

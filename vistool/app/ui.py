@@ -32,6 +32,7 @@ from vistool.errors import UnsupportedTaskError, VistoolError
 from vistool.io.images import load_image
 from vistool.io.video import VideoFrames, sample_video
 from vistool.tasks import TASKS, TaskResult, check_task
+from vistool.tasks.limits import MAX_CLASS_LIST_CHARS
 from vistool.zoom.draw import draw_passes
 
 logger = logging.getLogger(__name__)
@@ -289,7 +290,8 @@ def _field(field: Field, tab: str) -> gr.components.Component:
     elem_id = f"{tab}-{field.name}"
     if field.kind == "radio":
         return gr.Radio(list(field.choices), value=field.default, label=field.label, info=field.info or None, elem_id=elem_id)
-    return gr.Textbox(value=field.default, label=field.label, info=field.info or None, lines=1, elem_id=elem_id)
+    return gr.Textbox(value=field.default, label=field.label, info=field.info or None, lines=1, elem_id=elem_id,
+                      max_length=MAX_CLASS_LIST_CHARS)  # the browser stops a huge paste; the task checks the exact limit
 
 
 def _settings_controls(spec: TabSpec, runner: DemoRunner) -> list[gr.components.Component]:

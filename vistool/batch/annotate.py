@@ -59,7 +59,7 @@ from vistool.batch.export import (
 from vistool.batch.backends import CacheOnlyBackend, make_vistool, resolve_family
 from vistool.batch.export_labels import write_coco_image_labels
 from vistool.batch.guard import lost_results
-from vistool.batch.outpaths import unique_safe_names
+from vistool.batch.outpaths import check_writable_folder, unique_safe_names
 from vistool.batch.rescore import cache_contents, cached_model
 from vistool.batch.runner import WorkItem
 from vistool.batch.sources import collect_images
@@ -111,6 +111,9 @@ class AnnotateConfig:
     profile: str | None = None
     backend: str = "transformers"
     base_url: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    api_key_env: str | None = None
     device: str | None = None
     dtype: str | None = None
     budget: int | None = None
@@ -231,7 +234,10 @@ def out_folder_lock(out: Path) -> Iterator[None]:
     except ImportError:  # Windows: no advisory lock
         yield
         return
-    handle = open(out / LOCK_FILE, "a+")
+    try:
+        handle = open(out / LOCK_FILE, "a+")
+    except OSError as exc:
+        raise VistoolError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -277,6 +283,7 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
                 + "; ".join(f"{a} and {b}" for a, b in clashes[:5]) + " (rename them, or use --format coco)"
             )
     out = Path(config.out)
+    check_writable_folder(out, [CACHE_FILE, RESULTS_FILE, FAILURES_FILE, LOCK_FILE, "coco.json"])  # before any model loads
     with out_folder_lock(out):
         remove_stale_temporaries(out)
         cache = AnswerCache(out / CACHE_FILE)
@@ -305,6 +312,9 @@ def annotate(config: AnnotateConfig, vt: Any = None) -> AnnotateSummary:
                 )
         finally:
             cache.close()
+        if report.unreadable_records:
+            verb = "left out (run without --rescore to ask again)" if config.rescore else "asked the model again"
+            notes.append(f"{report.unreadable_records} cached answer(s) in {cache.path} could not be read back: {verb}")
         entries = make_entries(report.outcomes, source.relative)
         summary = AnnotateSummary(out, task, report, cache_notes=notes)
         backend = vt.backend
@@ -365,12 +375,18 @@ def write_exports(summary: AnnotateSummary, entries: list[Entry], formats: Seque
 
     Fills `summary.outputs` (what -> path), `summary.classes` (boxes per class) and
     `summary.export_errors` (an export that failed is reported, the others still written).
+    Raises VistoolError when results.jsonl or failures.jsonl cannot be written (a full disk).
     """
     out = summary.out
-    write_results_jsonl(out / RESULTS_FILE, entries)
-    summary.outputs["results"] = str(out / RESULTS_FILE)
-    write_failures(out / FAILURES_FILE, entries)
-    summary.outputs["failures"] = str(out / FAILURES_FILE)
+    for name, write in ((RESULTS_FILE, write_results_jsonl), (FAILURES_FILE, write_failures)):
+        try:
+            write(out / name, entries)
+        except OSError as exc:  # a full disk: the answers are safe in the cache, the exports can be rebuilt
+            raise VistoolError(
+                f"cannot write {out / name}: {exc.strerror or exc}; every answer is saved in {out / CACHE_FILE}: "
+                "make room and run the same command with --rescore to write the results"
+            ) from exc
+        summary.outputs["results" if name == RESULTS_FILE else "failures"] = str(out / name)
     classes = dataset_classes([entry for entry in entries if entry.outcome.ok and has_boxes(entry.outcome.item.task)])
     if has_boxes(summary.task):
         summary.classes = class_counts(entries, classes)

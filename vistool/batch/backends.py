@@ -72,9 +72,11 @@ def make_vistool(config: Any, family: Any = None) -> Any:
                 from vistool.runtime.devices import pick_device, pick_dtype
 
                 pick_dtype(config.dtype, pick_device(config.device))  # a device this machine lacks fails now
+        http = {name: value for name, value in (("timeout", config.timeout), ("retries", config.retries),
+                                                ("api_key_env", config.api_key_env)) if value is not None}
         backend = load(str(model), backend=config.backend, base_url=config.base_url, device=config.device,
                        dtype=config.dtype, batch_size=config.batch_size, profile=profile, thinking=config.thinking,
-                       lazy=True).backend
+                       lazy=True, **http).backend
         if local:
             backend.announce = LOAD_REASON
     return Vistool(backend, budget=config.budget, max_new_tokens=config.max_new_tokens, thinking=config.thinking,

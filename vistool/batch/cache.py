@@ -142,6 +142,16 @@ class AnswerCache:
         """Return the keys of every stored answer (in no particular order)."""
         return list(self._index)
 
+    def discard(self, key: str) -> bool:
+        """Forget the record stored under `key` (one that cannot be read back), so that the
+        next `append` of that key writes it again; return whether it was there.
+
+        The old line stays in the file; when the file is opened again, the newest line of
+        a key wins. Safe from other threads.
+        """
+        with self._lock:
+            return self._index.pop(key, None) is not None
+
     def get(self, key: str) -> dict[str, Any] | None:
         """Return the record stored under `key` (a dict, see `make_record`), or None."""
         where = self._index.get(key)

@@ -2,7 +2,8 @@
 
 `WorkItem` (an image, a task, its options), `PreparedItem` (an item made ready for the
 model by `BatchRunner.plan` / `load`), `Outcome` (what happened to one item: its result,
-or where and why it failed), `RunReport` (every outcome of a run, with counts), and
+or where and why it failed), `RunReport` (every outcome of a run, with counts),
+`record_problem`, which says when a cached record cannot be read back, and
 `answer_problem`, which says when a model answer is unusable. Engines
 (`vistool.batch.runner`, `vistool.engines`) build and return these.
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vistool.io.images import LoadedImage
-from vistool.runtime.types import GenerationRequest
+from vistool.runtime.logprob_columns import TokenLogprobs
+from vistool.runtime.types import GenerationRequest, GenerationResponse
 from vistool.tasks import TaskResult, TaskSpec
 
 Status = Literal["done", "cached", "failed"]
@@ -80,12 +82,15 @@ class Outcome:
 @dataclass
 class RunReport:
     """The outcome of every item (in input order), the backend `generate` calls made
-    (`model_calls`), the answers asked of the model in them (`generated`) and the wall time."""
+    (`model_calls`), the wall time, the answers asked of the model in those calls
+    (`generated`), and how many cached records could not be read back (asked again, or
+    with cache_only failed: `unreadable_records`)."""
 
     outcomes: list[Outcome]
     model_calls: int
     seconds: float
     generated: int = 0
+    unreadable_records: int = 0
 
     def count(self, status: Status) -> int:
         """Return how many items ended with `status`."""
@@ -107,7 +112,8 @@ class RunReport:
         answered now and `cached` came from the cache; failed: the others, by stage;
         answers_from_cache / answers_from_model: answers read from the cache / generated
         now, usable or not (an unusable cached answer counts here and in failed);
-        model_calls: backend `generate` calls; generated: answers asked of the model.
+        model_calls: backend `generate` calls; generated: answers asked of the model;
+        unreadable_cached_answers: cached records that could not be read back.
         """
         done = self.count("done")
         return {
@@ -121,6 +127,7 @@ class RunReport:
             "answers_from_model": self.answered("model"),
             "model_calls": self.model_calls,
             "generated": self.generated,
+            "unreadable_cached_answers": self.unreadable_records,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(len(self.outcomes) / self.seconds, 3) if self.seconds > 0 else None,
         }
@@ -143,22 +150,59 @@ class PreparedItem:
     key: str | None = None
     image: LoadedImage | None = None
     failure: tuple[Stage, str] | None = None
+    unreadable: str | None = None  # why its cached record could not be read back
+
+
+def record_problem(record: Mapping[str, Any] | None) -> str | None:
+    """Say why a cached record cannot be turned back into an answer, or None when it can.
+
+    Takes what `AnswerCache.get` returned. The record must hold a response that
+    `GenerationResponse.from_dict` rebuilds (packed log-probs included), with text fields
+    that are strings, token log-probs whose columns hold strings and numbers, and the
+    image size as two positive whole numbers. (Whether the answer itself is usable is
+    `answer_problem`'s question, asked later.)
+    """
+    if record is None:
+        return "the line is no longer readable"
+    try:
+        response = GenerationResponse.from_dict(record["response"])
+        width, height = record["image_size"]
+        if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height:
+            return f"image_size is not two whole numbers: {record['image_size']!r}"
+        if width < 1 or height < 1:
+            return f"image_size is not positive: {record['image_size']!r}"
+    except Exception as exc:  # any shape of damage: a missing field, a wrong type, a string for a dict
+        return f"{type(exc).__name__}: {exc}"
+    for name in ("text", "raw_text"):
+        if not isinstance(getattr(response, name), str):
+            return f"response.{name} is not a string"
+    if response.thought is not None and not isinstance(response.thought, str):
+        return "response.thought is not a string"
+    columns = None if response.logprobs is None else TokenLogprobs.from_items(response.logprobs)
+    if columns is not None and not (
+        all(isinstance(token, str) for token in columns.tokens)
+        and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in columns.values)
+        and all(isinstance(offset, int) and not isinstance(offset, bool) for offset in columns.offsets)
+    ):
+        return "response.logprobs hold tokens that are not strings or values that are not numbers"
+    return None
 
 
 def answer_problem(result: TaskResult) -> str | None:
     """Say why a model answer is unusable, or None when it is usable.
 
-    Takes an interpreted result. An answer is unusable when it is empty, when a
-    structured task's answer holds no JSON at all, or when every item in it was dropped
-    (the reasons are counted). An empty list ("[]": nothing found) is a usable answer.
-    Returns a one-line reason with the start of the answer.
+    Takes an interpreted result. An answer is unusable when it is empty or cut off inside
+    the thought (the result carries `interpret`'s error), when a structured task's answer
+    holds no JSON at all, or when every item in it was dropped (the reasons are counted).
+    An empty list ("[]": nothing found) is a usable answer. Returns a one-line reason with
+    the start of the answer.
     """
     text = result.text or ""
     start = json.dumps(text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else ""), ensure_ascii=False)
-    if result.error:  # e.g. the answer was cut off inside the thought
+    if result.error:  # e.g. an empty answer, or one cut off inside the thought
         return result.error
     if not text.strip():
-        return "empty answer"
+        return "empty answer: the model returned no text"
     if result.parsed is None:
         return None
     diagnostics = result.parsed.diagnostics
@@ -173,4 +217,4 @@ def answer_problem(result: TaskResult) -> str | None:
     return None
 
 
-__all__ = ["Outcome", "PreparedItem", "RunReport", "Stage", "Status", "WorkItem", "answer_problem"]
+__all__ = ["Outcome", "PreparedItem", "RunReport", "Stage", "Status", "WorkItem", "answer_problem", "record_problem"]

@@ -1,4 +1,4 @@
-"""Output names that cannot leave OUT.
+"""Output names that cannot leave OUT, and an OUT that can be written.
 
 Every file an export writes for one image (a drawing, a YOLO label, a VOC xml) is named
 after the image's name relative to the source root. That name comes from the user's
@@ -7,12 +7,14 @@ writer sees it: `safe_name` makes it a relative POSIX path with no `..`, no abso
 root, no empty or `.` parts; `unique_safe_names` gives every distinct image its own
 name even when two names become equal after cleaning; `path_inside` joins a name to a
 folder and refuses a result that would lie outside it (the last guard before a write).
+`check_writable_folder` proves OUT can be written before any model is loaded.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from vistool.errors import VistoolError
@@ -76,3 +78,44 @@ def path_inside(folder: Path, name: str) -> Path:
     if resolved != base and base not in resolved.parents:
         raise VistoolError(f"refusing to write {target}: it lies outside the output folder {folder}")
     return target
+
+
+def check_writable_folder(folder: Path, files: Sequence[str] = ()) -> None:
+    """Make sure `folder` is a folder this process can write into, before any work starts.
+
+    Takes the folder (created, with its parents, when missing) and the names of files
+    the run will write there. Each of those must be a regular file or absent (a folder
+    in the way is refused); then a probe file is written, synced and deleted, which
+    catches what mode bits do not show (a read-only mount, an immutable folder, a full
+    disk). Raises VistoolError with one line naming the folder and the problem.
+    """
+    what = f"cannot write to the output folder {folder}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise VistoolError(f"{what}: it exists and is not a folder") from exc
+    except OSError as exc:
+        raise VistoolError(f"{what}: {exc.strerror or exc}") from exc
+    if not folder.is_dir():
+        raise VistoolError(f"{what}: it exists and is not a folder")
+    for name in files:
+        target = folder / name
+        if target.is_dir():
+            raise VistoolError(f"{what}: {target} is a folder, where the run writes a file (move it away)")
+        if target.exists() and not target.is_file():
+            raise VistoolError(f"{what}: {target} is not a regular file (move it away)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vistool-probe-", dir=folder)
+    except OSError as exc:
+        raise VistoolError(f"{what}: {exc.strerror or exc}") from exc
+    try:
+        os.write(fd, b"vistool")
+        os.fsync(fd)
+    except OSError as exc:
+        raise VistoolError(f"{what}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass

@@ -9,19 +9,25 @@ folder) and the benchmark evaluators (a prompt per image).
     for outcome in report.outcomes:       # input order
         outcome.status, outcome.result, outcome.reason
 
-How a run goes: a small thread pool reads each file ahead of the model, hashes its bytes
-and decodes it only when its answer is not cached (so the model never waits on image
+How a run goes: a small thread pool reads each file ahead of the model, checks it (a
+regular file within the size cap, an image header; a pipe, a device or a 6 GB non-image
+is one failed item, never a hang or a MemoryError), hashes its bytes in chunks and
+decodes it only when its answer is not cached (so the model never waits on image
 decoding, and a fully cached re-run decodes nothing). Answers are appended to the cache
 (fsync'd) after every batch, then interpreted from the cached record, so a fresh result
 and a cached one are built from the very same bytes; answers are interpreted a batch at
 a time (`BatchRunner.outcomes`: one `parse_many` per task and class list). Work items
 and outcomes are defined in `vistool.batch.items`. One item's failure (unreadable file,
 model error, unusable answer) is recorded in its `Outcome` and never stops the others.
+A cached record that cannot be read back (a corrupted line with a valid key) counts as
+absent: the item is asked again, the new answer replaces it, and the report counts it
+(`RunReport.unreadable_records`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import Counter, deque
@@ -35,14 +41,25 @@ from typing import Any
 from tqdm import tqdm
 
 from vistool.api import Vistool
-from vistool.batch.cache import AnswerCache, cache_key, file_sha256, key_fields, make_record
-from vistool.batch.items import Outcome, PreparedItem, RunReport, Stage, Status, WorkItem, answer_problem
+from vistool.batch.cache import AnswerCache, cache_key, key_fields, make_record
+from vistool.batch.items import (
+    Outcome,
+    PreparedItem,
+    RunReport,
+    Stage,
+    Status,
+    WorkItem,
+    answer_problem,
+    record_problem,
+)
 from vistool.errors import ImageLoadError, ModelLoadError, VistoolError
-from vistool.io.images import LoadedImage, load_image
+from vistool.io.images import LoadedImage, image_file_sha256, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationResponse
 from vistool.tasks import TASKS, RunSettings, TaskResult, build_request, interpret_many
 from vistool.zoom import ZoomSettings
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 8  # requests per call to a backend without a batch of its own (servers batch themselves)
 FIRST_BATCH_SHARE = 8  # the first batch is 1/8 of the others (at least 1): an early Ctrl-C keeps answers
@@ -103,6 +120,7 @@ class BatchRunner:
         self.description = description
         self.model_calls = 0
         self.generated = 0
+        self._unreadable: set[str] = set()  # keys whose cached record could not be read back
 
     # ---------------------------------------------------------------- public
     def run(self, items: Iterable[WorkItem]) -> RunReport:
@@ -110,6 +128,7 @@ class BatchRunner:
         work = list(items)
         start = time.perf_counter()
         calls_before, generated_before = self.model_calls, self.generated
+        self._unreadable = set()
         outcomes: list[Outcome | None] = [None] * len(work)
         batch: list[PreparedItem] = []
         bar = tqdm(
@@ -160,7 +179,7 @@ class BatchRunner:
             bar.close()
         final = [outcome for outcome in outcomes if outcome is not None]
         return RunReport(final, self.model_calls - calls_before, time.perf_counter() - start,
-                         generated=self.generated - generated_before)
+                         generated=self.generated - generated_before, unreadable_records=len(self._unreadable))
 
     # ------------------------------------------------------------ preparing
     def zoom_of(self, item: WorkItem) -> ZoomSettings:
@@ -239,28 +258,41 @@ class BatchRunner:
         assert prepared.spec is not None and prepared.request is not None
         path = Path(prepared.item.image)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            prepared.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
+            digest = image_file_sha256(path, max_pixels=self.vt.max_pixels)  # a regular image file, checked first
+        except ImageLoadError as exc:
+            prepared.failure = ("read", str(exc))
             return prepared
-        prepared.fields = key_fields(file_sha256(data), prepared.spec.name, prepared.request, self.vt.backend.model_id)
+        prepared.fields = key_fields(digest, prepared.spec.name, prepared.request, self.vt.backend.model_id)
         prepared.key = cache_key(prepared.fields)
         if self.cache is not None and prepared.key in self.cache:
-            return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
+            read = getattr(self.cache, "get", None)  # a key set (the Ray engine's read stage) has no records to check
+            problem = record_problem(read(prepared.key)) if read is not None else None
+            if problem is None:
+                return prepared  # answered before: no need to decode (a cache-only miss is decoded to say why it fails)
+            prepared.unreadable = problem
+            if not self.cache_only:
+                self.cache.discard(prepared.key)  # asked again; the new answer replaces the record
+            logger.warning("the cached answer for %s in %s cannot be read (%s); %s", path, self.cache.path, problem,
+                           "leaving it out" if self.cache_only else "asking the model again")
         try:
-            loaded = load_image(data, max_pixels=self.vt.max_pixels)
+            loaded = load_image(path, max_pixels=self.vt.max_pixels)
         except ImageLoadError as exc:
-            message = str(exc).replace(f"<bytes {len(data)}>", str(path), 1)
-            prepared.failure = ("read", message)
+            prepared.failure = ("read", str(exc))
             return prepared
         prepared.image = LoadedImage(loaded.image, loaded.width, loaded.height, str(path))
         return prepared
 
     def _cached_record(self, prepared: PreparedItem) -> dict[str, Any] | None:
-        """Return the item's cached answer record, or None (not cached, no cache, or the item already failed)."""
+        """Return the item's cached answer record, or None (not cached, no cache, the item
+        already failed, or its record cannot be read back and was not answered again since)."""
+        if prepared.unreadable is not None and prepared.key is not None:
+            self._unreadable.add(prepared.key)
         if prepared.failure is not None or self.cache is None or prepared.key is None:
             return None
-        return self.cache.get(prepared.key)
+        record = self.cache.get(prepared.key)
+        if record is not None and prepared.unreadable is not None and record_problem(record) is not None:
+            return None  # the damaged record itself (kept by a cache-only run): `_resolve` fails the item
+        return record
 
     def _resolve(self, prepared: PreparedItem) -> Outcome | None:
         """Settle an uncached item without the model when possible (it failed, or the run is cache-only).
@@ -271,6 +303,9 @@ class BatchRunner:
         if prepared.failure is not None:
             return self.failed(prepared, *prepared.failure)
         assert prepared.key is not None
+        if self.cache_only and prepared.unreadable is not None:
+            return self.failed(prepared, "cache", f"the cached answer cannot be read ({prepared.unreadable}); "
+                                "run without --rescore to ask the model again")
         if self.cache_only:
             return self.failed(prepared, "cache", "no cached answer for this image and these settings (run without --rescore)")
         assert prepared.image is not None  # only cached items skip decoding, and the cache only grows
@@ -404,4 +439,14 @@ class BatchRunner:
                        image_sha256=None if prepared.fields is None else prepared.fields["image_sha256"])
 
 
-__all__ = ["BatchRunner", "Outcome", "PreparedItem", "RunReport", "Stage", "Status", "WorkItem", "answer_problem"]
+__all__ = [
+    "BatchRunner",
+    "Outcome",
+    "PreparedItem",
+    "RunReport",
+    "Stage",
+    "Status",
+    "WorkItem",
+    "answer_problem",
+    "record_problem",
+]

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vistool.errors import VistoolError
+from vistool.io.files import FileCheckError, check_regular_file
 
 # Extensions picked up when walking a folder or expanding a glob (case-insensitive).
-# Every one of them is read by both Pillow (annotation) and OpenCV (supervision's exporters).
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Every one of them is read by both Pillow (annotation; the first frame of a GIF) and
+# OpenCV >= 4.12 (supervision's exporters).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 _GLOB_CHARS = set("*?[")
 
@@ -62,7 +64,9 @@ def collect_images(
     skipped), a glob pattern (`**` allowed; matches filtered by extension), a text file
     with one path per line (relative paths are relative to that file's folder; blank
     lines and `#` comments skipped; every listed file is kept, whatever its extension,
-    so a missing or bad one is reported as a failure), or a list of paths. `limit` keeps
+    so a missing or bad one is reported as a failure), or a list of paths. Anything
+    named like an image that is not a regular file (a pipe, a device, a broken or
+    looping symlink) is kept too, and fails as one item with its reason. `limit` keeps
     the first N after sorting; files under `exclude` (e.g. the output folder, when it
     lies inside the source folder) are left out. Returns an `ImageSource` sorted by
     relative name.
@@ -80,13 +84,13 @@ def collect_images(
         elif path.is_file() and not is_image_name(path):
             paths = _read_list(path)
             root, what = _common_root(paths), f"list file {text}"
-        elif path.is_file():
+        elif path.is_file() or (is_image_name(path) and os.path.lexists(text)):
             paths, root, what = [path], path.parent, f"file {text}"
         elif _GLOB_CHARS & set(text):
-            paths = sorted(Path(match) for match in glob.glob(text, recursive=True) if is_image_name(match) and os.path.isfile(match))
+            paths = sorted(Path(match) for match in glob.glob(text, recursive=True) if is_image_name(match) and not os.path.isdir(match))
             root, what = _glob_root(text), f"pattern {text}"
         else:
-            raise VistoolError(f"no such folder, file or pattern: {text}")
+            raise VistoolError(_not_a_source(text))
     unique = list({os.path.normpath(p): Path(os.path.normpath(p)) for p in paths}.values())
     if exclude is not None:
         unique = [p for p in unique if not _inside(p, Path(exclude))]
@@ -99,6 +103,16 @@ def collect_images(
     if not unique:
         raise VistoolError(f"no images found in {what} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return ImageSource(unique, root)
+
+
+def _not_a_source(text: str) -> str:
+    """Say why `text` is neither a folder, a file nor a pattern (a symlink loop is not "no such file")."""
+    if os.path.lexists(text):
+        try:
+            check_regular_file(text)
+        except FileCheckError as exc:
+            return f"cannot read {text}: {exc}"
+    return f"no such folder, file or pattern: {text}"
 
 
 def _walk(folder: Path) -> list[Path]:

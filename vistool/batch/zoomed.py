@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vistool.batch.cache import cache_key, file_sha256, key_fields, make_record
+from vistool.batch.cache import cache_key, key_fields, make_record
 from vistool.errors import ImageLoadError, ModelLoadError, VistoolError
-from vistool.io.images import load_image
+from vistool.io.images import image_file_sha256, load_image
 from vistool.runtime.backend import answer_requests
 from vistool.runtime.types import GenerationResponse
 from vistool.tasks import TASKS
@@ -71,16 +71,11 @@ def _prepare(runner: "BatchRunner", index: int, item: "WorkItem") -> _Item:
     except VistoolError as exc:
         entry.failure = ("options", str(exc))
         return entry
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        entry.failure = ("read", f"cannot load image {path}: {exc.strerror or exc}")
-        return entry
-    entry.sha256 = file_sha256(data)
-    try:
-        loaded = load_image(data, max_pixels=runner.vt.max_pixels)
+    try:  # a regular image file, checked before its bytes are read (as for unzoomed items)
+        entry.sha256 = image_file_sha256(path, max_pixels=runner.vt.max_pixels)
+        loaded = load_image(path, max_pixels=runner.vt.max_pixels)
     except ImageLoadError as exc:
-        entry.failure = ("read", str(exc).replace(f"<bytes {len(data)}>", str(path), 1))
+        entry.failure = ("read", str(exc))
         return entry
     try:
         entry.job = ZoomJob(spec, runner.vt.profile, dict(item.options), settings, loaded.image, str(path), zoom)
@@ -108,7 +103,11 @@ def _answer_chunk(runner: "BatchRunner", entries: list[_Item]) -> None:
             fields = _fields(runner, entry, step)
             key = cache_key(fields)
             record = runner.cache.get(key) if runner.cache is not None else None
-            if record is not None:
+            problem = None if record is None else _unreadable(runner, key, record, entry)
+            if problem is not None and runner.cache_only:
+                entry.failure = ("cache", f"the cached answer of the {step.purpose} pass cannot be read ({problem}); "
+                                          "run without --rescore to ask the model again")
+            elif record is not None and problem is None:
                 _feed(entry, step, record)
             elif runner.cache_only:
                 entry.failure = ("cache", f"no cached answer for the {step.purpose} pass on {list(step.box)} "
@@ -118,6 +117,21 @@ def _answer_chunk(runner: "BatchRunner", entries: list[_Item]) -> None:
         keys = list(missing)
         for start in range(0, len(keys), runner.batch_size):
             _ask(runner, {key: missing[key] for key in keys[start : start + runner.batch_size]})
+
+
+def _unreadable(runner: "BatchRunner", key: str, record: dict[str, Any], entry: _Item) -> str | None:
+    """Say why a pass's cached record cannot be read back (then it counts as absent: the
+    cache forgets it, so that the pass is asked again), or None when it can."""
+    from vistool.batch.runner import logger, record_problem
+
+    problem = record_problem(record)
+    if problem is not None:
+        runner._unreadable.add(key)
+        if not runner.cache_only and runner.cache is not None:
+            runner.cache.discard(key)
+        logger.warning("a cached answer for %s cannot be read (%s); %s", entry.item.image, problem,
+                       "leaving it out" if runner.cache_only else "asking the model again")
+    return problem
 
 
 def _ask(runner: "BatchRunner", group: dict[str, list[tuple[_Item, Pass, dict[str, Any]]]]) -> None:

@@ -6,9 +6,7 @@ a mistake costs a second, not a model load and a generation.
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 from pathlib import Path
 
 from vistool.errors import VistoolError
@@ -34,16 +32,3 @@ def check_save_path(path: Path | None) -> Path | None:
         raise VistoolError(f"--save {path}: unknown image type {path.suffix or '(no suffix)'!r}; use .png, .jpg or .webp")
     return path
 
-
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a --host/--port pair that cannot be bound (in use, or not this machine's address)."""
-    if not 0 < port < 65536:
-        raise VistoolError(f"--port {port}: use a port between 1 and 65535")
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((host, port))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise VistoolError(f"port {port} on {host} is already in use (another demo?); pick a free one with --port") from exc
-        raise VistoolError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc

@@ -52,6 +52,15 @@ StructuredOption = Annotated[
 ThoughtTokensOption = Annotated[
     Optional[int], typer.Option("--thought-tokens", min=1, help="With --thinking: the thought's token budget (default 2048), on top of --max-new-tokens.")
 ]
+TimeoutOption = Annotated[Optional[float], typer.Option("--timeout", min=0.001, help="--backend openai: seconds one attempt may take in all, connection to last byte (default 120).")]
+RetriesOption = Annotated[Optional[int], typer.Option("--retries", min=0, help="--backend openai: tries after a failed one (429, 5xx, timeout, dropped connection; default 3).")]
+ApiKeyEnvOption = Annotated[Optional[str], typer.Option("--api-key-env", help="--backend openai: environment variable holding the API key (default VISTOOL_API_KEY; OPENAI_API_KEY is sent only to api.openai.com unless named here).")]
+
+
+def http_options(timeout: float | None, retries: int | None, api_key_env: str | None) -> dict[str, Any]:
+    """The --timeout / --retries / --api-key-env options given, as backend options."""
+    given = {"timeout": timeout, "retries": retries, "api_key_env": api_key_env}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 # Options every image-task command shares, added to each command's own parameters.
@@ -65,6 +74,9 @@ COMMON_OPTIONS: dict[str, tuple[Any, Any]] = {
     "thought_tokens": (ThoughtTokensOption, None),
     "backend": (BackendOption, "transformers"),
     "base_url": (BaseUrlOption, None),
+    "timeout": (TimeoutOption, None),
+    "retries": (RetriesOption, None),
+    "api_key_env": (ApiKeyEnvOption, None),
     "device": (DeviceOption, None),
     "dtype": (DtypeOption, None),
     "save": (SaveOption, None),
@@ -108,4 +120,5 @@ __all__ = [
     "COMMON_OPTIONS", "DEFAULT_MODEL", "BackendOption", "BaseUrlOption", "BudgetOption", "DeviceOption", "DtypeOption",
     "ImageArgument", "MaxTokensOption", "ModelOption", "ProfileOption", "ProgressOption", "SaveOption",
     "StructuredOption", "ThinkingOption", "ThoughtTokensOption", "ZoomOption", "check_classes", "check_zoom_text",
+    "ApiKeyEnvOption", "RetriesOption", "TimeoutOption", "http_options",
 ]

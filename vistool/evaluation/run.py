@@ -288,6 +288,9 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--profile", help="model family (default: read from the checkpoint's config.json, else guessed from the name)")
     model.add_argument("--backend", default="transformers", help="transformers (local model) or openai (a serving engine)")
     model.add_argument("--base-url", help="server URL for --backend openai")
+    model.add_argument("--timeout", type=float, help="--backend openai: seconds one attempt may take in all (default 120)")
+    model.add_argument("--retries", type=int, help="--backend openai: tries after a failed one (default 3)")
+    model.add_argument("--api-key-env", help="--backend openai: environment variable holding the API key")
     model.add_argument("--budget", type=int, help="image-token budget (default: the task's)")
     model.add_argument("--max-new-tokens", type=int, help="token limit per answer (default: the task's)")
     model.add_argument("--structured", action=argparse.BooleanOptionalAction, default=True,
@@ -341,6 +344,7 @@ error; 130 interrupted, 143 terminated.
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one benchmark (or score a file) from the command line; print the markdown report;
     return the exit code (see the module docstring)."""
+    from vistool.batch.outpaths import check_writable_folder
     from vistool.errors import VistoolError
     from vistool.interrupts import interrupt_exit_code, interrupt_word, sigterm_as_interrupt
 
@@ -358,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             options.engine = check_engine(args.engine, args.backend)
             options.item_settings(BENCHMARK_TASKS[args.benchmark])  # an unsupported or malformed zoom fails before the model loads
+            check_writable_folder(args.out, ["answers.jsonl", "report.json", "report.md", "results.json", "predictions.json"])
             # A benchmark the family cannot run is refused first, and a wrong file before any model loads;
             # --rescore without --model takes the model the cache holds, once the inputs are known good.
             chosen = _family(args) if args.model is not None or not args.rescore else None
@@ -436,9 +441,10 @@ def _model(args: argparse.Namespace, model: str, family: ModelProfile, engine: s
     if args.rescore:
         return Vistool(CacheOnlyBackend(model, family.name), budget=args.budget, max_new_tokens=args.max_new_tokens,
                        structured=args.structured)
+    http = {name: getattr(args, name) for name in ("timeout", "retries", "api_key_env") if getattr(args, name) is not None}
     return load(model, backend=args.backend, base_url=args.base_url, budget=args.budget, device=args.device,
                 dtype=args.dtype, max_new_tokens=args.max_new_tokens, profile=family, lazy=engine == "ray",
-                structured=args.structured)
+                structured=args.structured, **http)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Image input: load any image once, as displayed, in RGB, with a size guard.
 
 `load_image` is the single entry point. It accepts a file path, encoded bytes, a PIL
-image, a numpy array or an http(s) URL; applies the EXIF orientation; converts every
+image, a numpy array or, when asked (`allow_urls=True`), an http(s) URL; applies the
+EXIF orientation; converts every
 mode to RGB; refuses images above a pixel limit before decoding their pixels; and
 returns a `LoadedImage` whose `width`/`height` are the size AS DISPLAYED. Every box and
 point vistool produces refers to that size.
@@ -15,8 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from typing import Union
@@ -25,14 +24,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vistool.errors import ImageLoadError
+from vistool.io.files import FileCheckError, open_regular_file, sha256_of
 
 # Images with more pixels than this are refused unless `max_pixels` says otherwise.
 # Change it here (``vistool.io.images.DEFAULT_MAX_PIXELS = ...``); it is read at call time.
 DEFAULT_MAX_PIXELS: int = 100_000_000
 
-# Seconds to wait for an http(s) server, and the most bytes read from one.
+# Seconds a whole download may take (connection to last byte), and the most bytes read.
 DEFAULT_URL_TIMEOUT_S: float = 30.0
-MAX_URL_BYTES: int = 256 * 1024 * 1024
+MAX_URL_BYTES: int = 64 * 1024 * 1024
 
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
@@ -71,13 +71,19 @@ def load_image(
     *,
     max_pixels: int | None = None,
     timeout: float | None = None,
+    allow_urls: bool = False,
 ) -> LoadedImage:
     """Load an image once, as displayed, in RGB.
 
     Takes:
-      - a path (``str`` or ``os.PathLike``) to an image file; a ``str`` starting with
-        ``http://`` or ``https://`` is fetched with urllib (``timeout`` seconds, default
-        `DEFAULT_URL_TIMEOUT_S`; at most `MAX_URL_BYTES` bytes);
+      - a path (``str`` or ``os.PathLike``) to an image file (a regular file: see
+        `vistool.io.files`);
+      - with ``allow_urls=True``, a ``str`` starting with ``http://`` or ``https://``,
+        fetched within ``timeout`` seconds in all (default `DEFAULT_URL_TIMEOUT_S`), at
+        most `MAX_URL_BYTES` bytes, following at most 5 redirects. URLs are off by
+        default, so that an application passing user strings through cannot be made
+        to fetch from its own network (the `vistool` command line turns them on for
+        the image argument a user types);
       - encoded image bytes (``bytes``, ``bytearray`` or ``memoryview``);
       - a PIL image (not modified; the result is a copy);
       - a numpy array of shape HxW (gray), HxWx1, HxWx2 (gray + alpha), HxWx3 (RGB) or
@@ -109,7 +115,10 @@ def load_image(
     if isinstance(image, (str, os.PathLike)):
         text = os.fspath(image)
         if isinstance(text, str) and text.lower().startswith(("http://", "https://")):
-            return _load_url(text, limit, DEFAULT_URL_TIMEOUT_S if timeout is None else timeout)
+            if allow_urls:
+                return _load_url(text, limit, DEFAULT_URL_TIMEOUT_S if timeout is None else timeout)
+            if not os.path.lexists(text):
+                raise _error(text, "fetching URLs is off; pass allow_urls=True to load images from the web")
         return _load_path(text, limit)
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
@@ -127,41 +136,74 @@ def load_image(
 # --- one loader per input kind ---------------------------------------------------------
 
 
-def _load_path(path: str | bytes, limit: int) -> LoadedImage:
-    source = os.fsdecode(path)
+def image_file_sha256(path: str | os.PathLike, *, max_pixels: int | None = None) -> str:
+    """Check that a path is an image file, without decoding it, and return its sha256.
+
+    Takes the path and the pixel limit (default `DEFAULT_MAX_PIXELS`). Checks, before
+    reading the file's bytes: a regular file (not a pipe, device, folder or broken link)
+    within `vistool.io.files.MAX_FILE_BYTES`, not empty, whose header Pillow recognises,
+    with at most `max_pixels` pixels. Returns the hex sha256 of its bytes, read in
+    chunks (never the whole file in memory). Raises `ImageLoadError`
+    (``cannot load image <path>: <reason>``).
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    source = os.fsdecode(os.fspath(path))
+    handle, size = _open_file(source)
+    with handle:
+        if size == 0:
+            raise _error(source, "file is empty (0 bytes)")
+        with _open_header(handle, source, limit):
+            pass
+        try:
+            handle.seek(0)
+            return sha256_of(handle)
+        except OSError as e:
+            raise _error(source, str(e.strerror or e)) from e
+
+
+def _open_file(source: str) -> tuple[io.BufferedReader, int]:
+    """Open an image path when it is a regular file within the size cap; return (handle, size)."""
     if not source:
         raise _error("''", "empty path")
-    full = os.path.expanduser(source)
-    if not os.path.exists(full):
-        raise _error(source, "no such file")
-    if os.path.isdir(full):
-        raise _error(source, "is a directory, not an image file")
     try:
-        size = os.path.getsize(full)
-        with open(full, "rb") as f:
+        return open_regular_file(os.path.expanduser(source), what="image file")  # type: ignore[return-value]
+    except FileCheckError as e:
+        raise _error(source, str(e)) from e
+
+
+def _load_path(path: str | bytes, limit: int) -> LoadedImage:
+    source = os.fsdecode(path)
+    handle, size = _open_file(source)
+    try:
+        with handle:
             # Pillow decodes through this handle, closed on return; the returned image
             # is fully decoded and never refers to it.
-            return _load_encoded(f, source, limit, empty=size == 0)
+            return _load_encoded(handle, source, limit, empty=size == 0)
     except OSError as e:
         raise _error(source, str(e.strerror or e)) from e
 
 
 def _load_url(url: str, limit: int, timeout: float) -> LoadedImage:
-    request = urllib.request.Request(url, headers={"User-Agent": "vistool"})
+    import httpx
+
+    from vistool.io.http import ResponseTooLarge, exchange, fresh_client
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read(MAX_URL_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        e.close()  # an HTTPError holds the open response
-        raise _error(url, f"HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise _error(url, f"cannot reach server ({e.reason})") from e
-    except TimeoutError as e:
-        raise _error(url, f"no answer within {timeout} s") from e
-    except (OSError, ValueError) as e:
-        raise _error(url, str(e)) from e
-    if len(data) > MAX_URL_BYTES:
-        raise _error(url, f"download larger than {MAX_URL_BYTES} bytes")
+        with fresh_client(timeout=timeout, max_connections=1, headers={"User-Agent": "vistool"}, follow_redirects=True) as client:
+            response = exchange(client, "GET", url, seconds=timeout, max_bytes=MAX_URL_BYTES)
+    except ResponseTooLarge as e:
+        raise _error(url, f"download larger than {MAX_URL_BYTES} bytes") from e
+    except httpx.TimeoutException as e:
+        raise _error(url, f"no complete answer within {timeout:g} s") from e
+    except httpx.TooManyRedirects as e:
+        raise _error(url, "too many redirects") from e
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        raise _error(url, f"cannot reach server ({e})") from e
+    except (httpx.HTTPError, OSError, ValueError) as e:
+        raise _error(url, f"{type(e).__name__}: {e}") from e
+    if response.status_code >= 400:
+        raise _error(url, f"HTTP {response.status_code} {response.reason_phrase}")
+    data = response.content
     return _load_encoded(io.BytesIO(data), url, limit, empty=len(data) == 0)
 
 
@@ -169,6 +211,19 @@ def _load_encoded(fp: io.IOBase, source: str, limit: int, *, empty: bool) -> Loa
     """Decode an image file object: header check, full decode, orientation, RGB."""
     if empty:
         raise _error(source, "file is empty (0 bytes)")
+    opened = _open_header(fp, source, limit)
+    with opened:
+        try:
+            opened.load()  # full decode: truncated or corrupt data fails here
+        except Exception as e:
+            reason = f"truncated or corrupt image data ({_describe(e)})"
+            raise _error(source, reason) from e
+        rgb = _oriented_rgb(opened, source)
+    return LoadedImage(rgb, rgb.width, rgb.height, source)
+
+
+def _open_header(fp: io.IOBase, source: str, limit: int) -> Image.Image:
+    """Open an image file object without decoding its pixels; check the format and the pixel limit."""
     try:
         # Our own check below replaces Pillow's warning band; its hard error still fires.
         # (catch_warnings is process-wide; at worst a concurrent thread's warning filter
@@ -183,16 +238,12 @@ def _load_encoded(fp: io.IOBase, source: str, limit: int, *, empty: bool) -> Loa
         raise _error(source, _pil_bomb_reason(e, limit)) from e
     except Exception as e:  # Pillow raises many types on malformed headers
         raise _error(source, f"unreadable image header ({_describe(e)})") from e
-
-    with opened:
+    try:
         _check_pixels(opened.width, opened.height, limit, source)  # header only, nothing decoded yet
-        try:
-            opened.load()  # full decode: truncated or corrupt data fails here
-        except Exception as e:
-            reason = f"truncated or corrupt image data ({_describe(e)})"
-            raise _error(source, reason) from e
-        rgb = _oriented_rgb(opened, source)
-    return LoadedImage(rgb, rgb.width, rgb.height, source)
+    except ImageLoadError:
+        opened.close()
+        raise
+    return opened
 
 
 def _load_pil(image: Image.Image, limit: int) -> LoadedImage:
@@ -319,5 +370,6 @@ __all__ = [
     "MAX_URL_BYTES",
     "ImageInput",
     "LoadedImage",
+    "image_file_sha256",
     "load_image",
 ]

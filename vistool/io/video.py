@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from vistool.errors import VideoLoadError
+from vistool.io.files import FileCheckError, check_regular_file
 
 
 @dataclass
@@ -78,12 +79,11 @@ def sample_video(
         raise fail(f"fps must be a positive number or None, got {fps!r}")
     if not (_is_int(max_frames) and max_frames > 0):
         raise fail(f"max_frames must be a positive int, got {max_frames!r}")
-    if not os.path.exists(source):
-        raise fail("no such file")
-    if os.path.isdir(source):
-        raise fail("is a directory, not a video file")
-    if os.path.getsize(source) == 0:
-        raise fail("file is empty (0 bytes)")
+    try:  # only regular files: a pipe would block decord forever
+        if check_regular_file(source, what="video file").st_size == 0:
+            raise fail("file is empty (0 bytes)")
+    except FileCheckError as exc:
+        raise fail(str(exc)) from exc
 
     import decord  # imported here: it is slow to import and only video needs it
 

@@ -8,10 +8,17 @@ salvages every complete item and never raises.
 Design: the answer regions are found first (outside thinking channels, inside fences
 when there are any). In each region a fast path decodes a JSON list element by element
 with the standard library's C scanner, which also yields each element's span. When that
-fails, a small bracket scanner (quote-aware) finds the structure and the span of every
-item; each closed item is decoded on its own, by `json.loads` or, when that fails, by the
-json_repair library. An item the text never closes was cut off: it is dropped and
-reported, never "completed" into made-up coordinates.
+fails, the slow path (`vistool.postprocess.salvage`) scans the brackets (quote-aware) for
+the structure and the span of every item; each closed item is decoded on its own, by
+`json.loads` or, when that fails, by the json_repair library. An item the text never
+closes was cut off: it is dropped and reported, never "completed" into made-up
+coordinates.
+
+Bounded work: every step is linear in the answer's length, so hostile text (random
+bytes, a label full of escaped quotes, deep nesting) costs about as much per kilobyte
+as a real answer. Only the first MAX_ANSWER_CHARS characters are read; json_repair runs
+within the bounds of `vistool.postprocess.repair` (an item it may not repair is dropped
+as unparseable, with the reason).
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
-import json_repair
 import numpy as np
 
 try:  # optional: a faster decoder for the common case (strict JSON filling its fence)
@@ -31,7 +37,9 @@ try:  # optional: a faster decoder for the common case (strict JSON filling its 
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson_loads = None
 
-from vistool.postprocess.diagnostics import NOT_AN_ITEM, TRUNCATED, UNPARSEABLE, Diagnostics, snippet
+from vistool.postprocess.diagnostics import TRUNCATED, Diagnostics, snippet
+from vistool.postprocess.repair import RepairBudget
+from vistool.postprocess.salvage import has_item_key, salvage_value
 
 Span = tuple[int, int]
 
@@ -39,13 +47,12 @@ _scan_once = json.JSONDecoder().scan_once
 _strict_loads = _orjson_loads if _orjson_loads is not None else json.loads
 _ws_end = re.compile(r"[ \t\n\r]*").match
 _OPEN = re.compile(r"[\[{]")
-_DIGIT = re.compile(r"\d")
 _FENCE = "```"
 _FENCE_TAG = re.compile(r"[A-Za-z0-9_+\-]*[ \t]*\r?\n?")
 _CHANNEL_NAME = re.compile(r"^\s*thought\s*\n?")
-# Strings in either quote, brackets, and a lone double quote (an unterminated string).
-_MAX_DEPTH = 64  # real answers nest 2-4 deep; this bounds the recursion on junk
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\[\]{}"]', re.S)
+_WHOLE_TRIES = 3  # values per region decoded as "the value fills the region" (one slice of the region each)
+
+MAX_ANSWER_CHARS = 1_000_000  # a real answer is at most a few tens of KB
 
 
 @dataclass
@@ -158,75 +165,82 @@ def extract_json_items(
     Takes the raw answer, the keys that mark an object as an item (e.g. {"box_2d"}; an
     object without any of them that holds a list of objects is a wrapper and is opened),
     and the thinking-channel markers to skip. Returns an `Extraction`: the items with
-    their spans in `text`, plus diagnostics. Never raises on any string.
+    their spans in `text`, plus diagnostics. Never raises on any string. Reads at most
+    MAX_ANSWER_CHARS characters (the rest is reported as one truncated drop).
     """
     found = Extraction()
     keys = tuple(item_keys)
+    limit = min(len(text), MAX_ANSWER_CHARS)
+    budget = RepairBudget(limit)
     for start, end in answer_regions(text, thought_markers, found.diagnostics):
+        end = min(end, limit)
+        if start >= end:
+            continue
         fences = fenced_regions(text, start, end)
         if fences is not None:
             before = len(found.items) + len(found.diagnostics.dropped)
             for fence_start, fence_end in fences:
-                _scan_region(text, fence_start, fence_end, keys, found)
+                _scan_region(text, fence_start, fence_end, keys, found, budget)
             if len(found.items) + len(found.diagnostics.dropped) > before:
                 continue  # the fences held the answer; prose around them is ignored
-        _scan_region(text, start, end, keys, found)
+        _scan_region(text, start, end, keys, found, budget)
+    if limit < len(text):
+        found.diagnostics.truncated = True
+        found.diagnostics.drop(
+            TRUNCATED, f"the answer is {len(text)} characters long; only the first {limit} are read",
+            snippet(text, limit, len(text)), (limit, len(text)),
+        )
     return found
 
 
-def _has_key(value: dict[str, Any], keys: Sequence[str]) -> bool:
-    """True when the dict holds one of `keys` (or when no keys are asked for)."""
-    if not keys:
-        return True
-    for key in keys:
-        if key in value:
-            return True
-    return False
-
-
-def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction) -> None:
+def _scan_region(text: str, start: int, end: int, keys: Sequence[str], found: Extraction, budget: RepairBudget) -> None:
     """Add every item of every JSON value in text[start:end] to `found`."""
     pos = start
+    whole_tries = _WHOLE_TRIES
     while pos < end:
         match = _OPEN.search(text, pos, end)
         if match is None:
             return
         begin = match.start()
-        fast = _fast_value(text, begin, end, keys)
+        fast = _fast_value(text, begin, end, keys, whole=whole_tries > 0)
+        whole_tries -= 1
         if fast is not None:
             values, spans, pos = fast
             found.items.extend(values)
             found.spans.extend(spans)
             continue
-        pos = _slow_value(text, begin, end, keys, found)
+        pos = salvage_value(text, begin, end, keys, found.items, found.spans, found.diagnostics, budget)
 
 
-def _fast_value(text: str, begin: int, end: int, keys: Sequence[str]) -> tuple[list[Any], list[Span], int] | None:
+def _fast_value(
+    text: str, begin: int, end: int, keys: Sequence[str], whole: bool = True
+) -> tuple[list[Any], list[Span], int] | None:
     """Decode strict JSON at `begin`: a list of items, or one item object.
 
     Returns (items, spans, end of the value), or None when the text is not strict JSON
-    of that shape (the slow path then takes over). The whole value is decoded at C speed;
-    item spans are the brace pairs when every brace in the value belongs to a flat item
-    object, else they come from decoding the elements one by one.
+    of that shape (the slow path then takes over). The whole value is decoded at C speed
+    (`whole`: first as the value filling the region, see `_decode_at`); item spans are
+    the brace pairs when every brace in the value belongs to a flat item object, else
+    they come from decoding the elements one by one.
     """
-    value, stop = _decode_at(text, begin, end)
+    value, stop = _decode_at(text, begin, end, whole)
     if value is None or stop > end:
         return None
     if type(value) is dict:
-        return ([value], [(begin, stop)], stop) if _has_key(value, keys) else None
+        return ([value], [(begin, stop)], stop) if has_item_key(value, keys) else None
     if type(value) is not list:
         return None
     types = set(map(type, value))
     if types == {dict}:
         objects = len(value)
         if keys and not all(map(dict.__contains__, value, repeat(keys[0]))):
-            if not all(_has_key(item, keys) for item in value):
+            if not all(has_item_key(item, keys) for item in value):
                 return None
     elif types <= {dict, list}:
         objects = 0
         for item in value:
             if type(item) is dict:
-                if not _has_key(item, keys):
+                if not has_item_key(item, keys):
                     return None
                 objects += 1
             elif item and type(item[0]) in (list, dict):
@@ -304,14 +318,15 @@ def loads_strict(text: str, start: int, end: int) -> tuple[Any, int, int]:
         return None, start, start
 
 
-def _decode_at(text: str, begin: int, end: int) -> tuple[Any, int]:
+def _decode_at(text: str, begin: int, end: int, whole: bool = True) -> tuple[Any, int]:
     """Decode the strict JSON value at `begin`; return (value, end of value), or (None, begin).
 
-    When the value fills the region up to `end` (the usual fenced answer), orjson decodes
-    it when installed (several times faster); otherwise the standard library's scanner
-    finds where the value ends.
+    With `whole`, when the value fills the region up to `end` (the usual fenced answer),
+    orjson decodes it when installed (several times faster); otherwise the standard
+    library's scanner finds where the value ends. (Trying the whole rest of the region
+    costs a copy of it, so a region tries it for its first few values only.)
     """
-    if _orjson_loads is not None:
+    if whole and _orjson_loads is not None:
         stop = end
         while stop > begin and text[stop - 1] in " \t\r\n":
             stop -= 1
@@ -339,139 +354,3 @@ def _element_spans(text: str, begin: int, count: int) -> list[Span] | None:
     except (StopIteration, ValueError, RecursionError):
         return None
     return spans
-
-
-class _Node:
-    """A bracket pair found by the scanner: `open` is "[" or "{"; `end` is None when unclosed."""
-
-    __slots__ = ("open", "start", "end", "children", "broken")
-
-    def __init__(self, open_char: str, start: int) -> None:
-        self.open = open_char
-        self.start = start
-        self.end: int | None = None
-        self.children: list[_Node] = []
-        self.broken = False  # closed by a mismatched bracket
-
-
-def _scan_tree(text: str, begin: int, end: int) -> tuple[_Node, int]:
-    """Scan the bracket structure of the value at `begin`, skipping strings.
-
-    Returns the root node and the position where scanning stopped (after the root's
-    closing bracket, or `end`). A mismatched closer closes the brackets opened after its
-    partner (they are marked `broken`); a closer with no partner is ignored. Nesting
-    deeper than _MAX_DEPTH ends the scan, leaving the open brackets unclosed.
-    """
-    root = _Node(text[begin], begin)
-    stack = [root]
-    for match in _TOKEN.finditer(text, begin + 1, end):
-        pos = match.start()
-        char = text[pos]
-        if char == '"' or char == "'":
-            if match.end() - pos == 1:  # unterminated string: the rest of the text is inside it
-                return root, end
-            continue
-        if char == "[" or char == "{":
-            if len(stack) >= _MAX_DEPTH:  # no answer nests this deep: stop here, as if cut off
-                return root, end
-            node = _Node(char, pos)
-            stack[-1].children.append(node)
-            stack.append(node)
-            continue
-        want = "[" if char == "]" else "{"
-        k = len(stack) - 1
-        while k >= 0 and stack[k].open != want:
-            k -= 1
-        if k < 0:
-            continue
-        for node in stack[k + 1 :]:
-            node.end = pos
-            node.broken = True
-        stack[k].end = match.end()
-        del stack[k:]
-        if not stack:
-            return root, match.end()
-    return root, end
-
-
-def _loads(piece: str, diagnostics: Diagnostics) -> Any:
-    """Decode one item's text: strict JSON first, json_repair when that fails; None if neither."""
-    try:
-        return json.loads(piece)
-    except (ValueError, RecursionError):
-        pass
-    try:
-        value = json_repair.loads(piece)
-    except Exception:  # json_repair is a third-party heuristic; never let it crash a parse
-        return None
-    diagnostics.repair("json_repair")
-    return value
-
-
-def _holds_items(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
-    """True for a list of objects, or for an object that wraps one."""
-    if node.open == "[":
-        return any(child.open == "{" for child in node.children)
-    return bool(node.children) and _is_wrapper(node, text, keys, diagnostics)
-
-
-def _is_wrapper(node: _Node, text: str, keys: Sequence[str], diagnostics: Diagnostics) -> bool:
-    """True when an object node holds a list of objects (or such a wrapper) and is not itself an item."""
-    holds_items = any(_holds_items(child, text, keys, diagnostics) for child in node.children)
-    if not holds_items:
-        return False
-    if node.end is None or not keys:
-        return True
-    value = _loads(text[node.start : node.end], diagnostics)
-    return not (isinstance(value, dict) and _has_key(value, keys))
-
-
-def _collect(node: _Node, text: str, keys: Sequence[str], leaves: list[_Node], diagnostics: Diagnostics) -> None:
-    """Append the item nodes under `node` to `leaves`, opening lists and wrappers."""
-    if node.open == "[":
-        if not node.children:
-            leaves.append(node)
-        for child in node.children:
-            _collect(child, text, keys, leaves, diagnostics)
-    elif _is_wrapper(node, text, keys, diagnostics):
-        diagnostics.repair("unwrapped an object holding the item list")
-        for child in node.children:
-            if _holds_items(child, text, keys, diagnostics):
-                _collect(child, text, keys, leaves, diagnostics)
-    else:
-        leaves.append(node)
-
-
-def _slow_value(text: str, begin: int, end: int, keys: Sequence[str], found: Extraction) -> int:
-    """Salvage the items of the (possibly malformed or truncated) value at `begin`.
-
-    Adds items and drops to `found`; returns the position after the value.
-    """
-    diagnostics = found.diagnostics
-    root, stop = _scan_tree(text, begin, end)
-    leaves: list[_Node] = []
-    _collect(root, text, keys, leaves, diagnostics)
-    if root.end is None and (root.children or _DIGIT.search(text, begin, stop)):
-        diagnostics.truncated = True
-    for node in leaves:
-        if node.end is None:
-            if node.open == "{" or _DIGIT.search(text, node.start, stop):
-                diagnostics.truncated = True
-                diagnostics.drop(
-                    TRUNCATED, "the answer ends inside this item", snippet(text, node.start, stop), (node.start, stop)
-                )
-            continue
-        if node is root and not _DIGIT.search(text, node.start, node.end):
-            continue  # prose in brackets, not inside a list of items: nothing to report
-        piece = text[node.start : node.end]
-        value = _loads(piece, diagnostics)
-        span = (node.start, node.end)
-        if not isinstance(value, (dict, list)) or not value:
-            reason = UNPARSEABLE if not isinstance(value, (dict, list)) else NOT_AN_ITEM
-            diagnostics.drop(reason, "not a JSON object or list, even after repair", snippet(piece, 0), span)
-            continue
-        if node.broken:
-            diagnostics.repair("closed a bracket the model left open")
-        found.items.append(value)
-        found.spans.append(span)
-    return stop if stop > begin else begin + 1

@@ -8,7 +8,8 @@ steps per answer; this lane reads each answer with one JSON decode and does the
 numeric work (numbers -> array, mapping to pixels, the inside-the-image check) once for
 the whole batch.
 
-An answer the lane cannot take whole (a thinking channel, several fences, repairs,
+An answer the lane cannot take whole (longer than the parser reads, MAX_ANSWER_CHARS;
+a thinking channel, several fences, repairs,
 scores, odd labels, a box that needs clipping or reordering, a duplicate item, numbers
 that may be on a 0-1 scale, ...) is handed back, and the general path parses it. Both
 give the same result; the tests compare them. Answer variants (other keys, a label ->
@@ -25,8 +26,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vistool.postprocess.duplicates import pair_overlap
-from vistool.postprocess.extract import brace_spans_many, fenced_regions, loads_strict
+from vistool.postprocess.duplicates import MAX_PAIRS, pair_overlap
+from vistool.postprocess.extract import MAX_ANSWER_CHARS, brace_spans_many, fenced_regions, loads_strict
 from vistool.postprocess.geometry import pixel_factors, swap_columns
 from vistool.profiles.base import ModelProfile
 
@@ -57,9 +58,13 @@ def read_simple(text: str, profile: ModelProfile) -> SimpleAnswer | None:
     around the fence is ignored, as the general path does) or a whole answer that is the
     list. Every element must be an object with the profile's first box key (four JSON
     numbers) and first label key (a non-empty string after stripping), and no item may
-    carry a score key. (That every brace in the list belongs to an item, so that the
-    item spans are brace pairs, is checked by `map_simple`.)
+    carry a score key. An answer longer than MAX_ANSWER_CHARS is never taken: the
+    general path reads only that much of it (and says so), and so must the batch.
+    (That every brace in the list belongs to an item, so that the item spans are brace
+    pairs, is checked by `map_simple`.)
     """
+    if len(text) > MAX_ANSWER_CHARS:
+        return None
     for open_marker, close_marker in profile.thought_markers:
         if open_marker in text or close_marker in text:
             return None
@@ -171,6 +176,8 @@ def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int]
     For the whole batch at once, with no loop over answers or groups: boxes are sorted
     by (answer, label); every pair inside a run of equal keys is listed (each box pairs
     with the later boxes of its run) and all pairs are compared in one array operation.
+    An answer with more than MAX_PAIRS same-label pairs counts as having duplicates
+    without being compared: it goes the general way, which bounds that search.
     """
     total = len(xyxy)
     table = {name: code for code, name in enumerate(dict.fromkeys(chain.from_iterable(labels)))}
@@ -183,14 +190,19 @@ def _has_duplicates(xyxy: np.ndarray, labels: list[list[str]], counts: list[int]
     run_sizes = np.diff(np.append(run_starts, total))
     position = np.arange(total) - np.repeat(run_starts, run_sizes)  # each box's place in its run
     later = np.repeat(run_sizes, run_sizes) - 1 - position  # how many boxes of its run come after it
+    found = np.zeros(len(counts), dtype=bool)
+    pairs = np.bincount(answer_of[order][run_starts], weights=run_sizes * (run_sizes - 1) // 2, minlength=len(counts))
+    crowded = pairs > MAX_PAIRS
+    if crowded.any():
+        found |= crowded
+        later = np.where(crowded[answer_of[order]], 0, later)
     if not later.any():
-        return np.zeros(len(counts), dtype=bool)
+        return found
     first = np.repeat(np.arange(total), later)
     pair_starts = np.cumsum(later) - later
     second = first + 1 + (np.arange(len(first)) - pair_starts[first])
     first, second = order[first], order[second]
     hits = pair_overlap(xyxy, first, second) >= iou
-    found = np.zeros(len(counts), dtype=bool)
     found[answer_of[first[hits]]] = True
     return found
 

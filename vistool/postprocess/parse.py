@@ -23,7 +23,13 @@ from vistool import profiles
 from vistool.errors import VistoolError
 from vistool.postprocess import geometry, scales
 from vistool.postprocess.diagnostics import DUPLICATE, INTERNAL_ERROR, SUPPRESSED, Diagnostics, snippet
-from vistool.postprocess.duplicates import DEFAULT_DUPLICATE_IOU, find_duplicates, suppressed
+from vistool.postprocess.duplicates import (
+    DEFAULT_DUPLICATE_IOU,
+    DUPLICATE_WINDOW,
+    duplicates_limited,
+    find_duplicates,
+    suppressed,
+)
 from vistool.postprocess.fastlane import MappedBoxes, SimpleAnswer, map_simple, read_simple
 from vistool.postprocess.readers import RawItems, read_json
 from vistool.postprocess.results import (
@@ -364,6 +370,9 @@ def _build(
         labels = [classes[0] if label is None else label for label in labels]
     overlap_values = geometry.quads_to_boxes(values) if kind == "ocr_regions" else values
     duplicates = find_duplicates(overlap_values, labels, duplicate_iou)
+    if duplicate_iou is not None and duplicates_limited(labels):
+        diagnostics.repair(f"duplicates looked for among the {DUPLICATE_WINDOW} earlier items of each label and exact "
+                           "copies only (too many items of one label to compare every pair)")
     if duplicates:
         keep_mask = np.ones(len(values), dtype=bool)
         for index, _, overlap in duplicates:

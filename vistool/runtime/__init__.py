@@ -50,6 +50,9 @@ def make_backend(
     max_concurrency: int = 8,
     engine: str = "auto",
     profile: ModelProfile | str | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    api_key_env: str | None = None,
     **kwargs: Any,
 ) -> Backend:
     """Build a backend by name.
@@ -61,10 +64,14 @@ def make_backend(
     and engine ("auto", "vllm", "sglang", "transformers",
     "llamacpp", "ollama", "generic") for HTTP, the model family profile (a
     `ModelProfile` or its name; when None, the local backend reads it from the loaded
-    model's config and the HTTP backend from `resolve_profile`) and further options of
-    the chosen class (`TransformersBackend`: trust_remote_code, revision;
-    `OpenAIBackend`: api_key, max_attempts, timeout, image_format, max_image_side, ...).
-    Returns the backend. Raises VistoolError for an unknown backend name.
+    model's config and the HTTP backend from `resolve_profile`), for HTTP the seconds
+    one attempt may take in all (`timeout`, default 120), the retries after a failed
+    attempt (`retries`, default 3) and the environment variable holding the API key
+    (`api_key_env`; these three are ignored, with a warning, by the local backend), and
+    further options of the chosen class (`TransformersBackend`: trust_remote_code,
+    revision; `OpenAIBackend`: api_key, max_response_bytes, image_format,
+    max_image_side, ...). Returns the backend. Raises VistoolError for an unknown
+    backend name or a bad timeout / retries.
     """
     kind = backend_kind(backend)
     if profile is not None:
@@ -76,6 +83,9 @@ def make_backend(
 
         if base_url is not None:
             warnings.warn("base_url is ignored by the local transformers backend", UserWarning, stacklevel=2)
+        unused = [name for name, value in (("timeout", timeout), ("retries", retries), ("api_key_env", api_key_env)) if value is not None]
+        if unused:
+            warnings.warn(f"{', '.join(unused)} only apply to the openai backend; ignored", UserWarning, stacklevel=2)
         return TransformersBackend(model, device=device, dtype=dtype, profile=profile, batch_size=batch_size, **kwargs)
 
     from vistool.runtime.openai_backend import DEFAULT_BASE_URL, OpenAIBackend
@@ -87,6 +97,14 @@ def make_backend(
             UserWarning,
             stacklevel=2,
         )
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise VistoolError(f"retries must be a whole number >= 0 (got {retries!r})")
+        kwargs["max_attempts"] = retries + 1
+    if api_key_env is not None:
+        kwargs["api_key_env"] = api_key_env
     from vistool.runtime.pool import EndpointPool, split_base_urls
 
     urls = split_base_urls(base_url) or [DEFAULT_BASE_URL]

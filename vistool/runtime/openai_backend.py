@@ -52,8 +52,19 @@ unreachable server give a failure response (`error` set) with a one-line reason.
 connection refused before the server has ever answered is not retried: it fails at
 once with "cannot reach the server at URL: connection refused; is it running?".
 
-The API key comes from `api_key=`, else `VISTOOL_API_KEY`, else `OPENAI_API_KEY`; it is
-sent as `Authorization: Bearer ...` and never written to settings, errors, logs or reprs.
+Time and size are bounded per attempt (`vistool.io.http.exchange`): `timeout` seconds in
+all, from connecting to the last byte of the answer (a server that trickles a byte every
+few seconds is cut at the deadline, not only one that goes silent), and an answer of at
+most `max_response_bytes` (larger: a failure, not retried). So one request takes at most
+`max_attempts` x `timeout` plus the backoffs. Each attempt opens its own connection (so
+that its deadline can cut it alone); on a LAN that costs well under a millisecond.
+
+The API key comes from `api_key=`, else the variable `api_key_env` names, else
+`VISTOOL_API_KEY`, else `OPENAI_API_KEY`, which is sent only to the official OpenAI API
+(https://api.openai.com), never to another `base_url` unless `api_key_env="OPENAI_API_KEY"`
+says so. A key sent over plain http to a host that is not this machine gets a warning
+(it travels readable by anyone on the way). It is sent as `Authorization: Bearer ...`
+and never written to settings, errors, logs or reprs.
 
 The size the server's processor resizes each image to is computed on the client with
 the family's own rule (`vistool.profiles.resize`) and the settings sent: Gemma 4's
@@ -89,10 +100,12 @@ import httpx
 from PIL import Image
 
 from vistool.errors import VistoolError
+from vistool.io.http import ResponseTooLarge, exchange, fresh_client
 from vistool.profiles.base import ModelProfile
 from vistool.profiles.resize import SmartResize
 from vistool.runtime import openai_structured
 from vistool.runtime.backend import validate_requests
+from vistool.runtime.keys import API_KEY_VARIABLES, api_key_from_env, is_loopback, is_official_openai  # noqa: F401
 from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, split_thought
 from vistool.runtime.types import GenerationRequest, GenerationResponse, TokenLogprob
 
@@ -111,7 +124,9 @@ _ENGINE_ALIASES = {
 # Engines that take the budget per request, and the ones that accept `top_k` in the body.
 _BUDGET_IN_BODY = {"vllm", "sglang", "transformers"}
 _TAKES_TOP_K = {"vllm", "sglang", "llamacpp"}
-API_KEY_VARIABLES = ("VISTOOL_API_KEY", "OPENAI_API_KEY")
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a 2,048-token answer with log-probs is ~1 MB
 _SERVER_BUDGET_WARNINGS = {
     "llamacpp": "llama-server fixes the image-token budget at launch (--image-max-tokens); "
     "the requested budget {budget} is not applied",
@@ -122,15 +137,6 @@ _SERVER_BUDGET_WARNINGS = {
 
 
 # --------------------------------------------------------------------------- helpers
-def api_key_from_env() -> str | None:
-    """Return the API key from `VISTOOL_API_KEY`, else `OPENAI_API_KEY`, else None."""
-    for name in API_KEY_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
 def normalise_engine(engine: str) -> str:
     """Return the canonical engine name ("llama.cpp" -> "llamacpp"); raise VistoolError if unknown."""
     name = _ENGINE_ALIASES.get(str(engine).strip().lower(), str(engine).strip().lower())
@@ -351,9 +357,11 @@ class OpenAIBackend:
     Hub id, else guessed from the name), the API key (default from the environment), how many requests to keep in
     flight (`max_concurrency`), the retry policy (`max_attempts` tries per request,
     backoff starting at `backoff` seconds, doubling, capped at `max_backoff`), the
-    per-attempt `timeout` in seconds, the image transport (`image_format` "png" or
-    "jpeg", `jpeg_quality`), an optional client-side `max_image_side`, and
-    `extra_body` fields merged into every request body (engine-specific options).
+    per-attempt deadline `timeout` in seconds (connection to last byte), the largest
+    answer accepted (`max_response_bytes`), the image transport (`image_format` "png" or
+    "jpeg", `jpeg_quality`), an optional client-side `max_image_side`, `extra_body`
+    fields merged into every request body (engine-specific options), and `api_key_env`,
+    the environment variable to read the key from (see the module doc for the default).
     """
 
     def __init__(
@@ -365,14 +373,16 @@ class OpenAIBackend:
         profile: ModelProfile | str | None = None,
         api_key: str | None = None,
         max_concurrency: int = 8,
-        max_attempts: int = 4,
-        timeout: float = 120.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float = DEFAULT_TIMEOUT_S,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         image_format: str = "png",
         jpeg_quality: int = 95,
         max_image_side: int | None = None,
         extra_body: dict[str, Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        api_key_env: str | None = None,
     ) -> None:
         self.model_id = str(model)
         from vistool.profiles import resolve_profile
@@ -392,21 +402,29 @@ class OpenAIBackend:
         self.image_format = image_format
         self.jpeg_quality = int(jpeg_quality)
         self.max_image_side = max_image_side
+        if not (timeout > 0):
+            raise VistoolError(f"timeout must be a positive number of seconds (got {timeout!r})")
+        if int(max_attempts) < 1:
+            raise VistoolError(f"max_attempts must be at least 1 (got {max_attempts!r})")
+        if int(max_response_bytes) < 1:
+            raise VistoolError(f"max_response_bytes must be positive (got {max_response_bytes!r})")
         self.max_concurrency = max(1, int(max_concurrency))
-        self.max_attempts = max(1, int(max_attempts))
+        self.max_attempts = int(max_attempts)
         self.timeout = float(timeout)
+        self.max_response_bytes = int(max_response_bytes)
         self.backoff = max(0.0, float(backoff))
         self.max_backoff = max(0.0, float(max_backoff))
         self.extra_body = dict(extra_body or {})
-        self._api_key = api_key if api_key is not None else api_key_from_env()
+        self._api_key = api_key if api_key is not None else api_key_from_env(self.url, api_key_env)
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
-        )
+            if urlsplit(self.url).scheme == "http" and not is_loopback(self.url):
+                warnings.warn(
+                    f"the API key is sent over plain http to {self.base_url}, readable by anyone on the way; "
+                    "use an https address (or no key)", UserWarning, stacklevel=2,
+                )
+        self._client = fresh_client(timeout=self.timeout, max_connections=self.max_concurrency, headers=headers)
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._lock = threading.Lock()
         self._server_answered = False
@@ -456,8 +474,8 @@ class OpenAIBackend:
         """Ask `GET /models` which engine serves; return (engine, whether the server answered)."""
         url = self.url[: -len("/chat/completions")] + "/models"
         try:
-            response = self._client.get(url, timeout=min(self.timeout, 10.0))
-        except httpx.HTTPError:
+            response = exchange(self._client, "GET", url, seconds=min(self.timeout, 10.0), max_bytes=1 << 20)
+        except (httpx.HTTPError, ResponseTooLarge):
             return "generic", False
         try:
             entries = response.json().get("data") or []
@@ -703,10 +721,17 @@ class OpenAIBackend:
             wait: float | None = None
             start = time.perf_counter()
             try:
-                response = self._client.post(self.url, content=payload)
+                response = exchange(self._client, "POST", self.url, content=payload, seconds=self.timeout,
+                                    max_bytes=self.max_response_bytes)
+            except ResponseTooLarge as exc:  # the same request would get the same answer: not retried
+                return _Reply(
+                    error=f"the server at {where} sent an answer larger than {self.max_response_bytes} bytes "
+                    f"({exc.size} bytes or more); raise max_response_bytes= if that is expected",
+                    attempts=attempt,
+                )
             except httpx.TimeoutException:
                 last_error = (
-                    f"no answer from {where} within {self.timeout:g} s; the server may be overloaded "
+                    f"no answer from {where} within {self.timeout:g} s (connection to last byte); the server may be overloaded "
                     "or the request too large (raise timeout=)"
                 )
             except httpx.ConnectError as exc:
@@ -727,7 +752,7 @@ class OpenAIBackend:
                     last_error = f"the server at {where} answered HTTP {status}: {_error_detail(response)}"
                     wait = _retry_after(response)
                 elif status >= 400:
-                    hint = "; check VISTOOL_API_KEY / OPENAI_API_KEY" if status in (401, 403) else ""
+                    hint = self._key_hint() if status in (401, 403) else ""
                     detail = _error_detail(response)
                     return _Reply(
                         error=f"the server at {where} answered HTTP {status}: {detail}{hint}",
@@ -744,6 +769,15 @@ class OpenAIBackend:
                 time.sleep(delay)
         suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
         return _Reply(error=last_error + suffix, attempts=attempt)
+
+    def _key_hint(self) -> str:
+        """What to check after a 401 / 403 (which key was, or was not, sent)."""
+        if self._api_key:
+            return "; check VISTOOL_API_KEY (or the key you passed)"
+        if os.environ.get("OPENAI_API_KEY", "").strip():
+            return ("; no key was sent: OPENAI_API_KEY goes only to https://api.openai.com unless asked "
+                    "(api_key_env='OPENAI_API_KEY', --api-key-env OPENAI_API_KEY), or set VISTOOL_API_KEY")
+        return "; no key was sent: set VISTOOL_API_KEY"
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before the next attempt: Retry-After, else exponential backoff with jitter."""

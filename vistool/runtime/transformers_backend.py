@@ -213,6 +213,8 @@ class TransformersBackend:
         self.tokenizer.padding_side = family_inputs.padding_side(model)
         self._stop_ids = self._find_stop_ids()
         self._special_ids = self._find_special_ids()
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.context_tokens: int | None = getattr(text_config, "max_position_embeddings", None)
         self._channel_open = self._token_id(CHANNEL_OPEN)
         self._channel_close = self._token_id(CHANNEL_CLOSE)
         # ids -> text, and memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
@@ -479,6 +481,8 @@ class TransformersBackend:
         model_inputs = family_inputs.model_inputs(inputs, self.processor, self.device)
         # Where generated tokens start in the output: after the prompt, or after an encoder-decoder's decoder start.
         prompt_length = family_inputs.generated_start(self.model, model_inputs)
+        image_tokens, prompt_tokens = self._token_counts(inputs)
+        self._check_context(requests, prompt_tokens)
         generate_kwargs, recorder, controls = self._generate_kwargs(requests, prompt_length)
         timer = speed.PhaseTimer(self.device)
         generate_kwargs["stopping_criteria"].insert(0, timer)
@@ -492,7 +496,6 @@ class TransformersBackend:
         prefill_seconds, decode_seconds = timer.seconds()
         logprobs = None if recorder is None else recorder.collect(sequences, prompt_length)
         json_stops = None if controls.json_stop is None else controls.json_stop.stop_steps.tolist()
-        image_tokens, prompt_tokens = self._token_counts(inputs)
         timings = {
             "preprocess_s": prepared.seconds / len(requests),
             "generate_s": generate_seconds / len(requests),
@@ -516,6 +519,23 @@ class TransformersBackend:
                 )
             )
         return responses
+
+    def _check_context(self, requests: list[GenerationRequest], prompt_tokens: list[int]) -> None:
+        """Raise RequestError when a prompt plus its max_new_tokens exceeds the model's context.
+
+        Checked before `generate`, so a prompt far too long for the model (which would
+        also need memory quadratic in its length) fails with a reason, not an allocation.
+        """
+        if not self.context_tokens:
+            return
+        separate = getattr(self.model.config, "is_encoder_decoder", False)  # the prompt and the answer each have a context
+        for request, tokens in zip(requests, prompt_tokens):
+            if (max(tokens, request.max_new_tokens) if separate else tokens + request.max_new_tokens) > self.context_tokens:
+                raise RequestError(
+                    f"the prompt is {tokens} tokens (images included) and max_new_tokens is {request.max_new_tokens}: "
+                    f"more than the model's context of {self.context_tokens} tokens; shorten the text, lower the "
+                    "budget or max_new_tokens"
+                )
 
     def _token_counts(self, inputs: Any) -> tuple[list[int], list[int]]:
         """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""

@@ -29,6 +29,15 @@ from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN
 from vistool.runtime.types import Decoding, GenerationRequest, GenerationResponse
 from vistool.structured import AnswerShape, answer_schema
 from vistool.tasks.confidence import item_confidences
+from vistool.tasks.limits import (  # noqa: F401  (the limits and text helpers, re-exported: tasks import them from here)
+    MAX_CLASS_CHARS,
+    MAX_CLASS_LIST_CHARS,
+    MAX_CLASSES,
+    MAX_TEXT_CHARS,
+    check_text_length,
+    required_text,
+    split_list,
+)
 
 Options = Mapping[str, Any]
 
@@ -279,6 +288,8 @@ def build_request(
     budget = settings.budget
     if budget is None and profile.budgets:
         budget = spec.default_budget if spec.default_budget in profile.budgets else profile.default_budget
+    if settings.system is not None:
+        check_text_length(settings.system, "system prompt")
     max_new_tokens = settings.max_new_tokens or spec.max_new_tokens
     thought_tokens = None
     if settings.thinking:
@@ -370,7 +381,9 @@ def interpret(
     confidence from the token log-probs when present, applies class-wise NMS when asked,
     records provenance, and runs the task's `finish` step. A failed response gives a
     result with `error`; so does an answer the token limit cut off inside the thought
-    (the thought is kept in the provenance).
+    (the thought is kept in the provenance), and an empty one (no text at all, e.g. a
+    server's `content: null`): that is no answer, in every task and command (an empty
+    list "[]" is an answer: nothing found).
     """
     return interpret_many(spec, profile, [options], [request], [response], [image_size], [source], [settings])[0]
 
@@ -420,6 +433,9 @@ def interpret_many(
                 f"the answer was cut off inside the thought ({response.generated_tokens} tokens generated, no answer "
                 f"written): raise thought_tokens (thought budget {request.thought_tokens}) or max_new_tokens"
             )
+        elif usable[index] and request.choices is None and not response.text.strip():
+            results[index].error = empty_answer_reason(response)  # a scored choice needs no text; else no text is no answer
+            usable[index] = False
     if spec.kind is not None:
         groups: dict[tuple[tuple[str, ...] | None, float | None], list[int]] = {}
         for index, response in enumerate(responses):
@@ -474,23 +490,14 @@ def _resized_size(profile: ModelProfile, response: GenerationResponse) -> tuple[
     return response.image_sizes[0] if response.image_sizes else None
 
 
-def required_text(options: Options, key: str, what: str) -> str:
-    """Return the option `key` stripped; raise VistoolError("empty <what>: ...") when it is empty."""
-    value = str(options.get(key) or "").strip()
-    if not value:
-        raise VistoolError(f"empty {what}")
-    return value
-
-
-def split_list(value: str | Sequence[str] | None, what: str) -> list[str]:
-    """Turn "a, b" or ["a", "b"] into a clean list of names; raise VistoolError when empty."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(item).strip() for item in items if str(item).strip()]
-    if not names:
-        raise VistoolError(f"empty {what}: give at least one name")
-    return names
+def empty_answer_reason(response: GenerationResponse) -> str:
+    """Say why a response with no answer text is empty, as far as it tells (the one wording everywhere)."""
+    if response.finish_reason == "length":
+        where = "while thinking" if response.thought else "before any answer"
+        return f"empty answer: the token limit ({response.generated_tokens} tokens) was reached {where}; raise max_new_tokens"
+    if response.thought:
+        return "empty answer: the model only thought (its thought is in the provenance) and gave no answer"
+    return "empty answer: the model returned no text"
 
 
 def item_fields(text: str, spans: Sequence[tuple[int, int] | None], keys: Sequence[str]) -> list[dict[str, Any]]:
