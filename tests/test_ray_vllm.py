@@ -10,11 +10,11 @@ import json
 import pickle
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image
 
 pytest.importorskip("ray.data", reason="the ray engine needs Ray Data: pip install 'vistool[ray]'")
+pa = pytest.importorskip("pyarrow")  # comes with ray[data]
 
 from tests.test_annotate import make_folder  # noqa: E402
 from vistool.api import Vistool  # noqa: E402
