@@ -58,4 +58,14 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-__all__ = ["API_KEY_VARIABLES", "OPENAI_HOST", "api_key_from_env", "is_loopback", "is_official_openai"]
+def key_hint(key_sent: bool) -> str:
+    """Return what to check after an HTTP 401 / 403, given whether a key was sent (starts with "; ")."""
+    if key_sent:
+        return "; check VISTOOL_API_KEY (or the key you passed)"
+    if os.environ.get("OPENAI_API_KEY", "").strip():
+        return ("; no key was sent: OPENAI_API_KEY goes only to https://api.openai.com unless asked "
+                "(api_key_env='OPENAI_API_KEY', --api-key-env OPENAI_API_KEY), or set VISTOOL_API_KEY")
+    return "; no key was sent: set VISTOOL_API_KEY"
+
+
+__all__ = ["API_KEY_VARIABLES", "OPENAI_HOST", "api_key_from_env", "is_loopback", "is_official_openai", "key_hint"]
