@@ -11,7 +11,8 @@ Everything here reads the family from its profile, never from its name:
     outputs by the family's resize rule (Gemma 4: patch positions, Qwen: image_grid_thw,
     fixed-size families: the processor's size);
   - `token_counts` and `model_inputs`: per-row media / prompt tokens, and the tensors
-    `generate` takes (training-only outputs such as `labels` dropped).
+    `generate` takes (training-only outputs such as `labels` dropped);
+  - `check_context`: a prompt plus its answer must fit the model's context.
 """
 
 from __future__ import annotations
@@ -150,6 +151,28 @@ def token_counts(inputs: Any, processor: Any) -> tuple[list[int], list[int]]:
     else:
         media = [0] * input_ids.shape[0]
     return media, inputs["attention_mask"].sum(dim=1).tolist()
+
+
+def check_context(
+    requests: Sequence[GenerationRequest], prompt_tokens: Sequence[int], context_tokens: int | None, encoder_decoder: bool
+) -> None:
+    """Raise RequestError when a prompt plus its max_new_tokens exceeds the model's context.
+
+    Takes the micro-batch, its prompt tokens per row (`token_counts`), the model's
+    context (None or 0: unknown, nothing checked) and whether the prompt and the answer
+    each have a context of their own (an encoder-decoder). Checked before `generate`, so
+    a prompt far too long for the model (which would also need memory quadratic in its
+    length) fails with a reason, not an allocation.
+    """
+    if not context_tokens:
+        return
+    for request, tokens in zip(requests, prompt_tokens):
+        if (max(tokens, request.max_new_tokens) if encoder_decoder else tokens + request.max_new_tokens) > context_tokens:
+            raise RequestError(
+                f"the prompt is {tokens} tokens (images included) and max_new_tokens is {request.max_new_tokens}: "
+                f"more than the model's context of {context_tokens} tokens; shorten the text, lower the "
+                "budget or max_new_tokens"
+            )
 
 
 def model_inputs(inputs: Any, processor: Any, device: str) -> dict[str, Any]:

@@ -31,64 +31,26 @@ import queue
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from vistool.errors import ModelLoadError, RequestError
 from vistool.profiles.base import ModelProfile
-from vistool.runtime import compiled, speed
+from vistool.runtime import compiled, speed, transformers_controls
 from vistool.runtime import inputs as family_inputs
 from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
 from vistool.runtime.backend import validate_requests
-from vistool.runtime.detokenize import TokenPieces, plain_decoder
-from vistool.runtime.devices import pick_device, pick_dtype
-from vistool.runtime.hub import hub_error_hint, hub_preflight
-from vistool.runtime.logprob_columns import TokenLogprobs
 from vistool.runtime.logprobs import ChosenTokenLogprobs
-from vistool.runtime.progress import ProgressCallback, StepProgress
-from vistool.runtime.thinking import CHANNEL_CLOSE, CHANNEL_OPEN, decode_answer
+from vistool.runtime.progress import ProgressCallback
+from vistool.runtime.transformers_batching import group_key, plan_micro_batches
+from vistool.runtime.transformers_controls import Controls, json_stop_table
+from vistool.runtime.transformers_decode import TokenFacts, row_response
+from vistool.runtime.transformers_loading import load_pretrained, pick_device_and_dtype
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 
 logger = logging.getLogger(__name__)
 _ChosenTokenLogprobs = ChosenTokenLogprobs  # its old name (tests/test_runtime_speed.py)
 
 DEFAULT_MODEL = "google/gemma-4-E2B-it"
-
-
-def pick_device_and_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, Any]:
-    """Choose where and in what precision to run.
-
-    Takes an optional device ("cuda", "cuda:1", "mps", "cpu") and dtype name
-    ("bfloat16", "float16", "float32"). Returns (device, torch dtype): by default CUDA
-    with bfloat16, else Apple MPS with float16, else CPU with float32. Raises
-    RequestError for a device this machine lacks or an unknown name (see `devices`).
-    """
-    chosen = pick_device(device)
-    return chosen, pick_dtype(dtype, chosen)
-
-
-def _load_error(model_id: str, exc: Exception) -> ModelLoadError:
-    """Turn a loading exception into one message that says what to do."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if Path(model_id).exists():
-        hint = "the folder exists but does not hold a loadable model (config.json, safetensors weights, processor files)"
-    elif hub_error_hint(model_id, exc) is not None:
-        hint = str(hub_error_hint(model_id, exc))
-    else:
-        hint = (
-            "it is not a local folder, and it could not be fetched from the Hugging Face Hub: check the name, "
-            "your network, and for gated models accept the licence and run `hf auth login`. "
-            "To try vistool without a download, run `vistool make-tiny-model DIR` and pass `--model DIR`"
-        )
-    return ModelLoadError(f"cannot load model {model_id!r}: {hint} ({type(exc).__name__}: {reason})")
-
-
-@dataclass
-class _Controls:
-    """What a micro-batch's `generate` call adds besides the log-prob recorder: the JSON stop and the answer controls."""
-
-    json_stop: Any
-    answer: BatchControls
 
 
 @dataclass
@@ -132,17 +94,7 @@ class TransformersBackend:
     ) -> None:
         model_id = str(model_id)
         device, torch_dtype = pick_device_and_dtype(device, dtype)  # before the slow transformers import
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        load_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
-        load_kwargs.update(hub_preflight(model_id, revision))  # an unreachable Hub fails (or goes offline) in seconds
-        try:
-            processor = AutoProcessor.from_pretrained(model_id, **load_kwargs)
-            model = AutoModelForImageTextToText.from_pretrained(
-                model_id, dtype=torch_dtype, use_safetensors=True, **load_kwargs
-            )
-        except Exception as exc:  # hub, file-system and format errors all mean "cannot load"
-            raise _load_error(model_id, exc) from exc
+        model, processor = load_pretrained(model_id, torch_dtype, trust_remote_code=trust_remote_code, revision=revision)
         model.to(device)
         self._setup(model, processor, model_id, device, torch_dtype, profile, batch_size, prefetch, bucket, compile)
 
@@ -211,15 +163,14 @@ class TransformersBackend:
         self.processor = processor
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = family_inputs.padding_side(model)
-        self._stop_ids = self._find_stop_ids()
-        self._special_ids = self._find_special_ids()
+        # Stop, special and channel ids, ids -> text, and memoised per-token texts (vistool.runtime.transformers_decode);
+        # the backend's own names for them are what scoring and the tests read.
+        self._tokens = TokenFacts.of(self.tokenizer, model, profile)
+        self._stop_ids, self._special_ids = self._tokens.stop_ids, self._tokens.special_ids
+        self._channel_open, self._channel_close = self._tokens.channel_open, self._tokens.channel_close
+        self._decode, self._pieces = self._tokens.decode, self._tokens.pieces
         text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.context_tokens: int | None = getattr(text_config, "max_position_embeddings", None)
-        self._channel_open = self._token_id(CHANNEL_OPEN)
-        self._channel_close = self._token_id(CHANNEL_CLOSE)
-        # ids -> text, and memoised per-token texts: answer offsets in linear time (vistool.runtime.detokenize).
-        self._decode = plain_decoder(self.tokenizer)
-        self._pieces = TokenPieces(self._decode, self.tokenizer.convert_ids_to_tokens)
         # Prefetch threads each borrow their own copy of the processor: a fast tokenizer
         # must not be used from two threads at once (padding settings mutate it).
         self._worker_processors: queue.SimpleQueue = queue.SimpleQueue()
@@ -232,36 +183,6 @@ class TransformersBackend:
         self._controls: AnswerControlBuilder | None = None  # built on the first request that needs one
 
     # ----------------------------------------------------------------- helpers
-    def _token_id(self, token: str) -> int | None:
-        """Return the id of a single special token, or None if the vocabulary lacks it."""
-        token_id = self.tokenizer.convert_tokens_to_ids(token)
-        return None if token_id is None or token_id == self.tokenizer.unk_token_id else int(token_id)
-
-    def _find_special_ids(self) -> set[int]:
-        """Return the ids decoding leaves out of the answer: the tokenizer's special tokens,
-        except the family's location tokens (some checkpoints mark `<loc_123>` special),
-        which carry the answer's coordinates."""
-        import re
-
-        special = set(self.tokenizer.all_special_ids) | {
-            token_id for token_id, token in self.tokenizer.added_tokens_decoder.items() if token.special
-        }
-        loc = self.profile.loc_format
-        if loc is not None:
-            pattern = re.compile(loc.token)
-            special -= {
-                token_id for token_id, token in self.tokenizer.added_tokens_decoder.items()
-                if pattern.fullmatch(str(token))
-            }
-        return special
-
-    def _find_stop_ids(self) -> set[int]:
-        """Return the ids that end an answer (the generation config's eos ids)."""
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        return set(eos if isinstance(eos, list) else [eos])
-
     def _render(self, request: GenerationRequest, processor: Any = None) -> str:
         """Render one request the family's way (see `vistool.runtime.inputs.render`)."""
         return family_inputs.render(request, processor or self.processor, self.profile)
@@ -295,19 +216,7 @@ class TransformersBackend:
                     inputs[key] = value.pin_memory()
         return _Prepared(requests, inputs, time.perf_counter() - start)
 
-    @staticmethod
-    def _group_key(request: GenerationRequest) -> tuple:
-        """Requests with the same key can share one `generate` call."""
-        return (
-            request.budget,
-            bool(request.images),
-            len(request.images),
-            request.video is not None,
-            request.audio is not None,
-            request.max_new_tokens,
-            request.decoding,
-            request.return_logprobs,
-        )
+    _group_key = staticmethod(group_key)  # requests with the same key can share one `generate` call
 
     @property
     def accepts_audio(self) -> bool:
@@ -364,33 +273,10 @@ class TransformersBackend:
         return [response for response in responses if response is not None]
 
     def _plan(self, requests: list[GenerationRequest]) -> list[list[int]]:
-        """Cut the requests into micro-batches; return each as a list of request indices.
-
-        Requests are grouped by `_group_key` (settings that must be shared within one
-        `generate` call), in order of first appearance; with `bucket`, each group is
-        sorted by estimated prompt length so that neighbours in a micro-batch need little
-        padding. Each group is then cut into micro-batches of `_batch_size_for` requests,
-        each listed in input order.
-        """
-        groups: dict[tuple, list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault(self._group_key(request), []).append(index)
-        plan = []
+        """Cut the requests into micro-batches (vistool.runtime.transformers_batching); return
+        each as a list of request indices, in input order within it."""
         image_processor = getattr(self.processor, "image_processor", None)
-        for indices in groups.values():
-            if self.bucket and len(indices) > 1:
-                indices = sorted(
-                    indices,
-                    key=lambda i: speed.prompt_length_estimate(requests[i], image_processor, requests[i].budget),
-                )
-            size = self._batch_size_for(requests[indices[0]])
-            # Sorting picks who shares a micro-batch; inside one, rows keep the input order
-            # (the padding is the same). The image processor's allocation pattern depends on
-            # the order of images: bench_speed's 8 sizes in length order cost 37k page faults
-            # and +9% preprocessing time against 27k in input order, so a micro-batch the
-            # caller made by hand is processed exactly as the caller would process it.
-            plan.extend(sorted(indices[start : start + size]) for start in range(0, len(indices), size))
-        return plan
+        return plan_micro_batches(requests, self._batch_size_for, bucket=self.bucket, image_processor=image_processor)
 
     def video_frame_size(self, width: int, height: int, frames: int) -> tuple[int, int] | None:
         """Return the (W, H) to decode the frames of a (W, H) video of `frames` sampled frames at, or None for full size.
@@ -482,7 +368,7 @@ class TransformersBackend:
         # Where generated tokens start in the output: after the prompt, or after an encoder-decoder's decoder start.
         prompt_length = family_inputs.generated_start(self.model, model_inputs)
         image_tokens, prompt_tokens = self._token_counts(inputs)
-        self._check_context(requests, prompt_tokens)
+        family_inputs.check_context(requests, prompt_tokens, self.context_tokens, self.encoder_decoder)
         generate_kwargs, recorder, controls = self._generate_kwargs(requests, prompt_length)
         timer = speed.PhaseTimer(self.device)
         generate_kwargs["stopping_criteria"].insert(0, timer)
@@ -520,83 +406,27 @@ class TransformersBackend:
             )
         return responses
 
-    def _check_context(self, requests: list[GenerationRequest], prompt_tokens: list[int]) -> None:
-        """Raise RequestError when a prompt plus its max_new_tokens exceeds the model's context.
-
-        Checked before `generate`, so a prompt far too long for the model (which would
-        also need memory quadratic in its length) fails with a reason, not an allocation.
-        """
-        if not self.context_tokens:
-            return
-        separate = getattr(self.model.config, "is_encoder_decoder", False)  # the prompt and the answer each have a context
-        for request, tokens in zip(requests, prompt_tokens):
-            if (max(tokens, request.max_new_tokens) if separate else tokens + request.max_new_tokens) > self.context_tokens:
-                raise RequestError(
-                    f"the prompt is {tokens} tokens (images included) and max_new_tokens is {request.max_new_tokens}: "
-                    f"more than the model's context of {self.context_tokens} tokens; shorten the text, lower the "
-                    "budget or max_new_tokens"
-                )
-
     def _token_counts(self, inputs: Any) -> tuple[list[int], list[int]]:
         """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""
         return family_inputs.token_counts(inputs, self.processor)
 
-    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, "_Controls"]:
-        """Return the `generate` keyword arguments of a micro-batch, with its recorders.
-
-        Takes the micro-batch (compatible requests) and its padded prompt length. Returns
-        (kwargs, the log-prob recorder or None, the batch's `_Controls`: the JSON-close
-        criterion and the answer controls). The kwargs always hold a `logits_processor`
-        and a `stopping_criteria` list (empty unless log-probs, the JSON stop or an answer
-        control are asked for: every logits processor costs an `inspect.signature` per
-        decode step in transformers). The log-prob recorder comes before the grammar, so
-        log-probs are the model's own distribution (what vLLM's default `raw_logprobs`
-        reports too). Everything except the grammar keeps its state on the device; the
-        grammar reads the last tokens once per step.
-        """
-        import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
-        first = requests[0]
-        generate_kwargs: dict[str, Any] = {
-            "max_new_tokens": first.max_new_tokens,
-            "logits_processor": LogitsProcessorList(),
-            "stopping_criteria": StoppingCriteriaList(),
-        }
-        if first.decoding.greedy:
-            generate_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            generate_kwargs.update(
-                do_sample=True,
-                temperature=first.decoding.temperature,
-                top_p=first.decoding.top_p,
-                top_k=first.decoding.top_k,
-            )
-            if first.decoding.seed is not None:
-                torch.manual_seed(first.decoding.seed)
-        recorder = None
-        if first.return_logprobs:
-            recorder = ChosenTokenLogprobs()
-            generate_kwargs["logits_processor"].append(recorder)
-        json_stop = None
-        # The thinking channel may hold brackets of its own, so thinking rows never stop this way.
-        wants_stop = [bool(request.stop_when_json_closes) and not request.thinking for request in requests]
-        if any(wants_stop):
-            enabled = torch.tensor(wants_stop, device=self.device)
-            starts = [speed.START_ARRAYS if request.stop_when_json_closes == "array" else speed.START for request in requests]
-            json_stop = speed.JsonCloseStop(
-                self._json_stop_table(), enabled, prompt_length, torch.tensor(starts, device=self.device)
-            )
-            generate_kwargs["stopping_criteria"].append(json_stop)
-        answer = self._answer_controls(requests, prompt_length)
-        generate_kwargs["logits_processor"].extend(answer.processors())
-        generate_kwargs["stopping_criteria"].extend(answer.criteria())
-        if self.progress is not None:
-            generate_kwargs["stopping_criteria"].append(StepProgress(self.progress, prompt_length, first.max_new_tokens))
+    def _generate_kwargs(self, requests: list[GenerationRequest], prompt_length: int) -> tuple[dict[str, Any], Any, Controls]:
+        """Return the `generate` keyword arguments of a micro-batch, with its recorders
+        (vistool.runtime.transformers_controls.generate_kwargs): (kwargs, the log-prob
+        recorder or None, the batch's `Controls`)."""
+        compiled_cache = None
         if self.compile:
-            generate_kwargs["cache"] = self._static_caches.get(len(requests), prompt_length + first.max_new_tokens)
-            generate_kwargs["compile_config"] = self._compile_config.get()
-        return generate_kwargs, recorder, _Controls(json_stop, answer)
+            compiled_cache = self._static_caches.get(len(requests), prompt_length + requests[0].max_new_tokens)
+        return transformers_controls.generate_kwargs(
+            requests,
+            prompt_length,
+            device=self.device,
+            json_table=self._json_stop_table,
+            answer=self._answer_controls(requests, prompt_length),
+            progress=self.progress,
+            cache=compiled_cache,
+            compile_config=self._compile_config.get() if self.compile else None,
+        )
 
     def _answer_controls(self, requests: list[GenerationRequest], prompt_length: int) -> BatchControls:
         """Return the grammar, thought-budget and loop-stop controls of a micro-batch (empty when none is asked for)."""
@@ -610,17 +440,10 @@ class TransformersBackend:
             )
         return self._controls.build(requests, prompt_length)
 
-    def _json_stop_table(self):
+    def _json_stop_table(self) -> Any:
         """Return (building it on first use) the JSON-close transition table on the model's device."""
         if self._json_table is None:
-            import torch
-
-            known = len(self.tokenizer)
-            texts = self.tokenizer.batch_decode([[token_id] for token_id in range(known)], skip_special_tokens=False)
-            # A random-weight model may have a larger vocabulary than its tokenizer: its extra ids are no text.
-            vocab = max(known, int(getattr(self.model.config.get_text_config(), "vocab_size", known)))
-            texts.extend([""] * (vocab - known))
-            self._json_table = torch.from_numpy(speed.json_transition_table(texts, self._special_ids)).to(self.device)
+            self._json_table = json_stop_table(self.tokenizer, self.model, self._special_ids, self.device)
         return self._json_table
 
     def _response(
@@ -636,52 +459,24 @@ class TransformersBackend:
         json_stop: int | None = None,
         control: Any = None,
     ) -> GenerationResponse:
-        """Build the response of one row: cut at the stop token, decode, split thought.
-
-        `json_stop` is the number of tokens generated when the row's JSON answer closed
-        (None: it did not stop that way); those tokens are all part of the answer.
-        `control` is the row's `RowControl` (where the loop stop ended it, what to record).
-        """
-        length, finish = len(token_ids), "length"
-        for position, token_id in enumerate(token_ids):
-            if token_id in self._stop_ids:
-                length, finish = position, "stop"
-                break
-        eos = 1 if finish == "stop" else 0
-        if json_stop is not None and json_stop <= length:
-            length, finish, eos = json_stop, "stop", 0
-        repeat_step = None if control is None else control.repeat_step
-        if repeat_step is not None and repeat_step <= length:
-            length, finish, eos = repeat_step, "repetition", 0
-        answer_ids = token_ids[:length]  # padding only ever follows the stop token
-        decoded = decode_answer(
-            answer_ids,
-            self._decode,
-            self._special_ids,
-            self._channel_open,
-            self._channel_close,
-            with_offsets=token_logprobs is not None,
-            pieces=self._pieces,
-        )
-        logprobs = None
-        if token_logprobs is not None:  # columns, not one object per token (see vistool.runtime.logprob_columns)
-            values = list(map(float, token_logprobs[: len(answer_ids)]))
-            logprobs = TokenLogprobs(decoded.token_texts, values, decoded.token_offsets, list(answer_ids))
-        return GenerationResponse(
-            text=decoded.text,
-            raw_text=decoded.raw_text,
-            thought=decoded.thought,
-            finish_reason=finish,
+        """Build the response of one row (vistool.runtime.transformers_decode.row_response)."""
+        return row_response(
+            self._tokens,
+            token_ids,
+            token_logprobs,
+            settings=self._settings(request),
             prompt_tokens=prompt_tokens,
             image_tokens=image_tokens,
-            generated_tokens=length + eos,
-            logprobs=logprobs,
-            timings=timings,
-            settings={**self._settings(request), **(control.settings if control is not None else {})},
             image_sizes=image_sizes,
+            timings=timings,
+            json_stop=json_stop,
+            control=control,
         )
 
     def _resized_sizes(self, inputs: Any, requests: list[GenerationRequest]) -> list[list[tuple[int, int]]]:
         """Return, per request, the (W, H) each of its images was resized to by the processor
         (read by the family's resize rule from the processor outputs: what the model saw)."""
         return family_inputs.resized_sizes(inputs, requests, self.processor, self.profile)
+
+
+__all__ = ["DEFAULT_MODEL", "TransformersBackend", "pick_device_and_dtype"]
