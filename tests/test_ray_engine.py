@@ -125,13 +125,18 @@ def tiny_lazy(tiny_model_dir: Path) -> Vistool:
     return load(str(tiny_model_dir), lazy=True, device="cpu", dtype="float32", **SETTINGS)
 
 
+def annotate_argv(images: Path, out: Path, model_dir: Path, actors: int) -> list[str]:
+    """`vistool annotate` on Ray with the reference run's settings and formats."""
+    return ["annotate", str(images), "--out", str(out), "--classes", "person,car", "--engine", "ray", "--ray-actors",
+            str(actors), "--model", str(model_dir), "--device", "cpu", "--budget", "70", "--max-new-tokens", "8",
+            "--batch-size", "4", "--format", ",".join(FORMATS), "--no-progress"]
+
+
 # ------------------------------------------------------------------ transformers actors
 def test_annotate_with_two_cpu_actors_matches_the_single_process_run(ray_instance, images, reference, tiny_model_dir,
                                                                      tmp_path, capsys):
     out = tmp_path / "ray"
-    argv = ["annotate", str(images), "--out", str(out), "--classes", "person,car", "--engine", "ray", "--ray-actors", "2", "--model",
-            str(tiny_model_dir), "--device", "cpu", "--budget", "70", "--max-new-tokens", "8", "--batch-size", "4",
-            "--format", ",".join(FORMATS), "--no-progress"]
+    argv = annotate_argv(images, out, tiny_model_dir, actors=2)
     assert main(argv) == 1  # the broken file fails, by design
     summary = json.loads(capsys.readouterr().out)
     assert summary["generated"] == IMAGES and summary["done"] == IMAGES - summary["failed_by_stage"].get("answer", 0)
@@ -149,6 +154,26 @@ def test_annotate_with_two_cpu_actors_matches_the_single_process_run(ray_instanc
     assert summary["done"] == 0 and summary["cached"] == IMAGES - summary["failed"] + 1
     assert export_bytes(out) == export_bytes(reference) and len(cache_records(out)) == IMAGES
     assert main([*argv, "--rescore"]) == 1 and export_bytes(out) == export_bytes(reference)  # no Ray, no model
+
+
+def test_a_damaged_cached_record_is_asked_again(ray_instance, images, reference, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference, out)  # a finished run's OUT
+    cache = out / "answers.jsonl"
+    lines = cache.read_text(encoding="utf-8").splitlines()
+    damaged = json.loads(lines[1])
+    damaged["response"]["text"] = 12345  # valid JSON, a valid key, a response that cannot be rebuilt
+    cache.write_text("\n".join([lines[0], json.dumps(damaged), *lines[2:]]) + "\n", encoding="utf-8")
+
+    assert main(annotate_argv(images, out, tiny_model_dir, actors=1)) == 1  # the broken file, as before
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["generated"] == summary["answers_from_model"] == 1, summary  # usable or not (the tiny model)
+    assert summary["answers_from_cache"] == IMAGES - 1, summary
+    assert summary["unreadable_cached_answers"] == 1 and "1 cached answer(s)" in captured.err
+    appended = cache.read_text(encoding="utf-8").splitlines()[len(lines):]
+    assert [json.loads(line)["key"] for line in appended] == [damaged["key"]]  # the model was asked that item only
+    assert export_bytes(out) == export_bytes(reference)
 
 
 def test_a_model_the_actors_cannot_load_stops_the_run_in_one_line(ray_instance, images, tmp_path, capsys):

@@ -21,12 +21,20 @@ row). Three stages, all made of `vistool.batch.BatchRunner`'s own steps:
          answer cache (fsync'd) as it arrives; at the end every item's outcome is built
          from its cached record by the parser, exactly as a cached re-run builds it.
 
+The read and model stages are vistool.engines.ray_stages; this module is the driver.
+
 A worker that dies (kill -9, a lost node) is restarted by Ray and its unfinished block
 run again (Ray Data's defaults: model actors are restarted and their tasks retried
 without limit, reading tasks too): answers of finished blocks are already in the
 cache, and the cache never stores a key twice. Rows the model stage did not see (the
 vLLM path filters them) are settled on the driver by the local runner, from the cache.
 Zoomed items (tiles, refine: passes planned one after another) are refused.
+
+The read stage sees only the cache's key set, so before it is built the driver reads
+every cached record back (`record_problem`, ~65 us a record): a damaged
+one (a valid key, a response that cannot be rebuilt) is discarded and logged, so its
+item is asked again, and `RunReport.unreadable_records` counts those of this run's
+items, as the one-process runner does.
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ import dataclasses
 import json
 import logging
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -45,162 +52,25 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import ray
 import ray.data
-from PIL import Image
 from tqdm import tqdm
 
 import vistool
 from vistool.api import Vistool
 from vistool.batch.cache import AnswerCache
+from vistool.batch.items import record_problem
 from vistool.batch.runner import DEFAULT_BATCH, MAX_DEFAULT_BATCH, BatchRunner, Outcome, PreparedItem, RunReport, Status, WorkItem
 from vistool.engines import RayOptions
+from vistool.engines.ray_stages import ROW_SCHEMA, CachedKeys, ModelName, ModelStage, item_blocks, read_block
 from vistool.errors import ModelLoadError, VistoolError
-from vistool.io.images import LoadedImage
-from vistool.runtime.deferred import BackendRecipe, DeferredBackend
+from vistool.runtime.deferred import BackendRecipe
 from vistool.runtime.speed import default_batch_size
 
-# One schema for every stage's rows. status: "model" (read, waiting for the model),
-# "cached" (its answer is in the cache), "failed" (stage + reason), "answered" (answer
-# holds the cache record as JSON), "error" (answer holds the model's error text) or
-# "unloadable" (the actor's model cannot be built: reason says why; the driver stops the run).
-ROW_SCHEMA = pa.schema([
-    ("index", pa.int64()),
-    ("item", pa.binary()),          # the pickled WorkItem
-    ("status", pa.string()),
-    ("stage", pa.string()),
-    ("reason", pa.string()),
-    ("fields", pa.string()),        # the cache key fields, JSON
-    ("key", pa.string()),
-    ("pixels", pa.large_binary()),  # RGB bytes, from the read stage to the model stage only
-    ("width", pa.int64()),
-    ("height", pa.int64()),
-    ("answer", pa.string()),
-    ("asked", pa.bool_()),          # this row's request was sent (one per distinct key in a batch)
-    ("call", pa.bool_()),           # this row opened a backend call (the first asked row of each model batch)
-])
+logger = logging.getLogger(__name__)
 
 
-class ModelName:
-    """A stand-in backend with the model's name and family only (for the steps that need no model)."""
-
-    def __init__(self, model_id: str, profile_name: str) -> None:
-        self.model_id = model_id
-        self.profile_name = profile_name
-
-    def generate(self, requests: Any) -> list[Any]:
-        """Never called: the steps that hold this stand-in do not generate."""
-        raise VistoolError("this stage runs no model")
-
-
-class CachedKeys:
-    """Membership in a set of cache keys, held as one sorted numpy array (cheap to ship)."""
-
-    def __init__(self, keys: np.ndarray) -> None:
-        self.keys = keys
-
-    @classmethod
-    def of(cls, keys: Iterable[str]) -> "CachedKeys":
-        """Build from hex keys."""
-        return cls(np.array(sorted(keys), dtype="S64"))
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str) or not len(self.keys):
-            return False
-        probe = key.encode("ascii")
-        position = int(np.searchsorted(self.keys, probe))
-        return position < len(self.keys) and self.keys[position] == probe
-
-
-def _row(index: int, item: bytes, status: str, **values: Any) -> dict[str, Any]:
-    """One row of ROW_SCHEMA (absent columns are null)."""
-    return {"index": index, "item": item, "status": status, "asked": False, "call": False, **values}
-
-
-def _facts(prepared: PreparedItem) -> dict[str, Any]:
-    """The key columns of a prepared item."""
-    return {"fields": None if prepared.fields is None else json.dumps(prepared.fields), "key": prepared.key}
-
-
-# ------------------------------------------------------------------------ read stage
-def read_block(batch: pa.Table, *, vt: Vistool, keys: Any) -> pa.Table:
-    """The read stage: plan and load every row (one Ray task per block); return its rows."""
-    cached = CachedKeys(ray.get(keys) if isinstance(keys, ray.ObjectRef) else keys)
-    runner = BatchRunner(vt, cached, batch_size=1, workers=0, progress=False)  # type: ignore[arg-type]
-    rows = []
-    for index, blob in zip(batch.column("index").to_pylist(), batch.column("item").to_pylist()):
-        try:
-            item = pickle.loads(blob)
-            prepared = runner.load(runner.plan(index, item))
-        except Exception as exc:  # a bug on one row must not fail the block
-            rows.append(_row(index, blob, "failed", stage="read", reason=f"cannot read the item: {type(exc).__name__}: {exc}"))
-            continue
-        if prepared.failure is not None:
-            stage, reason = prepared.failure
-            rows.append(_row(index, blob, "failed", stage=stage, reason=reason, **_facts(prepared)))
-        elif prepared.image is None:
-            rows.append(_row(index, blob, "cached", **_facts(prepared)))
-        else:
-            image = prepared.image
-            rows.append(_row(index, blob, "model", pixels=image.image.tobytes(), width=image.width, height=image.height,
-                             **_facts(prepared)))
-    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-
-
-# ----------------------------------------------------------------------- model stage
-class ModelStage:
-    """The model stage: one backend per actor (built on the first batch that needs it)."""
-
-    def __init__(self, vt: Vistool, source: BackendRecipe | Any) -> None:
-        worker = copy.copy(vt)
-        worker.backend = DeferredBackend(source) if isinstance(source, BackendRecipe) else source
-        self.runner = BatchRunner(worker, None, batch_size=1, workers=0, progress=False)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """Answer the rows that wait for the model; pass the others on; drop the pixels."""
-        rows = batch.to_pylist()
-        waiting: list[tuple[dict[str, Any], PreparedItem]] = []
-        for row in rows:
-            pixels, row["pixels"] = row["pixels"], None
-            if row["status"] != "model":
-                continue
-            try:
-                waiting.append((row, self._prepared(row, pixels)))
-            except Exception as exc:  # one unusable row fails alone
-                row.update(status="failed", stage="read", reason=f"cannot rebuild the request: {type(exc).__name__}: {exc}")
-        if waiting:
-            try:
-                answers = self.runner.ask_model([prepared for _, prepared in waiting])
-            except ModelLoadError as exc:  # a setup error: the driver stops the run with it (raised here, Ray would
-                for row, _ in waiting:     # retry the block, then fail with its own error, not this one)
-                    row.update(status="unloadable", reason=str(exc))
-                return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-            sent: set[str] = set()
-            waiting[0][0]["call"] = True  # ask_model made one backend call for the batch
-            for row, prepared in waiting:
-                answer = answers[prepared.key]  # type: ignore[index]
-                row["asked"] = prepared.key not in sent
-                sent.add(prepared.key)  # type: ignore[arg-type]
-                if isinstance(answer, dict):
-                    row.update(status="answered", answer=json.dumps(answer, ensure_ascii=False))
-                else:
-                    row.update(status="error", answer=answer)
-        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-
-    def _prepared(self, row: dict[str, Any], pixels: bytes) -> PreparedItem:
-        """Rebuild a read row as a loaded item (its request planned again, its pixels as an image)."""
-        prepared = self.runner.plan(row["index"], pickle.loads(row["item"]))
-        if prepared.failure is not None:
-            raise VistoolError(prepared.failure[1])
-        prepared.fields, prepared.key = json.loads(row["fields"]), row["key"]
-        size = (int(row["width"]), int(row["height"]))
-        prepared.image = LoadedImage(Image.frombytes("RGB", size, pixels), size[0], size[1], str(prepared.item.image))
-        return prepared
-
-
-# ---------------------------------------------------------------------------- driver
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[float]:
     """Use the Ray instance this process is connected to, or start one for the run.
@@ -272,6 +142,7 @@ class RayRunner:
             raise VistoolError("zoom (tiles, refine) runs with --engine local only: its passes are planned one after "
                                "another on each image, which the Ray engine does not do yet")
         rows: dict[int, dict[str, Any]] = {}
+        unreadable = self._discard_unreadable()
         bar = tqdm(total=len(work), unit="img", desc=self.description, file=sys.stderr, disable=not self.progress,
                    dynamic_ncols=True, smoothing=0.1)
         try:
@@ -285,7 +156,24 @@ class RayRunner:
         outcomes = self._outcomes(work, rows)
         calls = sum(1 for row in rows.values() if row["call"])
         asked = sum(1 for row in rows.values() if row["asked"])
-        return RunReport(outcomes, calls, time.perf_counter() - start, generated=asked)
+        unread = len(unreadable & {row["key"] for row in rows.values() if row["key"]})  # this run's items only
+        return RunReport(outcomes, calls, time.perf_counter() - start, generated=asked, unreadable_records=unread)
+
+    def _discard_unreadable(self) -> set[str]:
+        """Discard every cached record that cannot be read back (so the read stage, which
+        sees only the key set, sends its item to the model again); return their keys."""
+        unreadable = set()
+        for key in self.cache.keys():
+            record = self.cache.get(key)
+            problem = record_problem(record)
+            if problem is None:
+                continue
+            unreadable.add(key)
+            self.cache.discard(key)  # asked again; the new answer replaces the record
+            where = record.get("path") if isinstance(record, dict) and isinstance(record.get("path"), str) else key
+            logger.warning("the cached answer for %s in %s cannot be read (%s); asking the model again", where,
+                           self.cache.path, problem)
+        return unreadable
 
     # -------------------------------------------------------------- pipeline
     def _pipeline(self, work: list[WorkItem]) -> ray.data.Dataset:
@@ -294,7 +182,7 @@ class RayRunner:
         context.enable_progress_bars = False  # the driver shows its own bar
         context.print_on_execution_start = False
         batch = self._batch_size()
-        dataset = ray.data.from_arrow(_item_blocks(work, batch))
+        dataset = ray.data.from_arrow(item_blocks(work, batch))
         keys = ray.put(CachedKeys.of(self.cache.keys()).keys)
         dataset = dataset.map_batches(read_block, fn_kwargs={"vt": self.light, "keys": keys}, batch_size=batch,
                                       batch_format="pyarrow", num_cpus=self.options.read_cpus)
@@ -435,31 +323,14 @@ def _quiet_ray_data() -> Iterator[None]:
     terminal while the driver shows its own bar (warnings and errors still show)."""
     levels = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}
     loggers = {name: logging.getLogger(name) for name in levels}
-    before = {name: logger.level for name, logger in loggers.items()}
-    for name, logger in loggers.items():
-        logger.setLevel(levels[name])
+    before = {name: named.level for name, named in loggers.items()}
+    for name, named in loggers.items():
+        named.setLevel(levels[name])
     try:
         yield
     finally:
-        for name, logger in loggers.items():
-            logger.setLevel(before[name])
-
-
-def _item_blocks(work: list[WorkItem], batch: int, most_blocks: int = 1000) -> list[pa.Table]:
-    """The work items as blocks of whole batches (the last may be short), at most about `most_blocks`.
-
-    A block always holds a multiple of `batch` consecutive items, so every model batch is
-    `batch` consecutive items, as in one process when nothing is cached or failed: the
-    same batches give the same numbers (batched inference differs in the last digits of
-    log-probabilities between batchings, in one process too).
-    """
-    rows = batch * max(1, -(-len(work) // (batch * most_blocks)))
-    return [
-        pa.table({"index": list(range(start, min(start + rows, len(work)))),
-                  "item": [pickle.dumps(item) for item in work[start:start + rows]]},
-                 schema=pa.schema([("index", pa.int64()), ("item", pa.binary())]))
-        for start in range(0, len(work), rows)
-    ]
+        for name, named in loggers.items():
+            named.setLevel(before[name])
 
 
 def _cluster_gpus() -> float:
@@ -467,4 +338,5 @@ def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
-__all__ = ["ROW_SCHEMA", "CachedKeys", "ModelName", "ModelStage", "RayRunner", "ray_session", "read_block"]
+# The stages (vistool.engines.ray_stages) are re-exported: tests and ray_vllm import them from here.
+__all__ = ["ROW_SCHEMA", "CachedKeys", "ModelName", "ModelStage", "RayRunner", "item_blocks", "ray_session", "read_block"]
