@@ -520,9 +520,16 @@ def _serve_available() -> bool:
 @pytest.fixture(scope="module")
 def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`transformers serve` on the tiny model, on 127.0.0.1 and a free port; yields the base URL."""
+    yield from serve_on_loopback(tiny_model_dir, tmp_path_factory)
+
+
+def serve_on_loopback(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run `transformers serve` on `model_dir` (127.0.0.1, a free port, one thread) for a
+    fixture: yields its base URL, stops it after; skips without the serving extras and
+    fails the test when the server does not come up."""
     if not _serve_available():
         pytest.skip("transformers serve needs its [serving] extras: pip install 'openai>=1.98' fastapi uvicorn")
-    server = TransformersServe(tiny_model_dir, log_path=tmp_path_factory.mktemp("serve") / "serve.log", threads=1)
+    server = TransformersServe(model_dir, log_path=tmp_path_factory.mktemp("serve") / "serve.log", threads=1)
     try:
         base_url = server.__enter__()
     except RuntimeError as exc:

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from eval.bench_openai import TransformersServe
-from tests.test_openai_backend import ScriptedServer, _serve_available, completion, noise_image
+from tests.test_openai_backend import ScriptedServer, completion, noise_image, serve_on_loopback
 from vistool.api import Vistool
 from vistool.errors import BudgetError
 from vistool.profiles import get_profile
@@ -87,17 +86,7 @@ def test_gemma4_and_qwen3vl_sizes_are_computed_and_fixed_size_families_send_no_b
 @pytest.fixture(scope="module")
 def qwen_server(tiny_family_dir, tmp_path_factory) -> Iterator[str]:
     """`transformers serve` on the tiny Qwen2.5-VL, on 127.0.0.1; yields the base URL."""
-    if not _serve_available():
-        pytest.skip("transformers serve needs its [serving] extras: pip install 'openai>=1.98' fastapi uvicorn")
-    server = TransformersServe(tiny_family_dir("qwen25vl"), log_path=tmp_path_factory.mktemp("serve") / "serve.log", threads=1)
-    try:
-        base_url = server.__enter__()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield base_url
-    finally:
-        server.__exit__()
+    yield from serve_on_loopback(tiny_family_dir("qwen25vl"), tmp_path_factory)
 
 
 @pytest.mark.slow
