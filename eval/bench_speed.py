@@ -97,7 +97,7 @@ from transformers import LogitsProcessorList
 
 from eval.speed_models import SHAPES, build, make_images
 from eval.speed_replay import ForcedAnswers, idle_fraction, marked, scripts_for
-from vistool.runtime import speed
+from vistool.runtime import refill, speed
 from vistool.runtime.transformers_backend import TransformersBackend
 from vistool.runtime.types import GenerationRequest
 
@@ -294,8 +294,13 @@ def run_vistool(
     ]
     _reset_peak(backend.device)
     _sync(backend.device)
+    steps = _RefillSteps() if backend._refills() else None
     start = time.perf_counter()
-    responses = backend.generate(requests)
+    if steps is None:
+        responses = backend.generate(requests)
+    else:
+        with steps:
+            responses = backend.generate(requests)
     _sync(backend.device)
     run = Run(wall=time.perf_counter() - start, peak_bytes=_peak_bytes(backend.device))
     for response in responses:
@@ -308,8 +313,33 @@ def run_vistool(
         run.decode += response.timings.get("decode_s", 0.0)
     lengths = [response.generated_tokens for response in responses]
     run.tokens = sum(lengths)
-    run.idle = idle_fraction(backend._plan(backend._validate(requests)), lengths)
+    if steps is None:
+        run.idle = idle_fraction(backend._plan(backend._validate(requests)), lengths)
+    else:  # slots x steps the refiller ran, against the rows it decoded
+        run.idle = 1.0 - steps.rows / (backend.batch_size_for(budget) * steps.steps) if steps.steps else 0.0
     return run
+
+
+class _RefillSteps:
+    """Counts, while active, the decode steps of every `RowRefiller` and the rows they decoded."""
+
+    def __init__(self) -> None:
+        self.steps = self.rows = 0
+
+    def __enter__(self) -> "_RefillSteps":
+        self._original = refill.RowRefiller.step
+        counter, original = self, self._original
+
+        def step(refiller: refill.RowRefiller, progress: Any = None) -> Any:
+            counter.steps += 1
+            counter.rows += refiller.rows
+            return original(refiller, progress)
+
+        refill.RowRefiller.step = step  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        refill.RowRefiller.step = self._original  # type: ignore[method-assign]
 
 
 # ----------------------------------------------------------------- table
@@ -339,13 +369,14 @@ def format_table(cells: list[Cell], device: str) -> str:
 
 
 def _force_in_generate(model: Any, forcing: ForcedAnswers) -> None:
-    """Make every `model.generate` call (vistool's included) write the replayed scripts: `forcing` goes first."""
+    """Make every `model.generate` call (vistool's included) write the replayed scripts: a fresh copy
+    of `forcing` goes first (a refilling run holds several groups' calls open at once)."""
     original = model.generate
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         processors = kwargs.get("logits_processor") or LogitsProcessorList()
-        if not any(item is forcing for item in processors):
-            processors = LogitsProcessorList([forcing, *processors])
+        if not any(isinstance(item, ForcedAnswers) for item in processors):
+            processors = LogitsProcessorList([ForcedAnswers(forcing.scripts, forcing.tokenizer, forcing.eos_id), *processors])
         kwargs["logits_processor"] = processors
         return original(*args, **kwargs)
 

@@ -42,8 +42,9 @@ def token_ids(responses) -> list[list[int]]:
 
 
 def variant(tiny_backend, cls=TransformersBackend, **options) -> TransformersBackend:
-    """A backend sharing the tiny model, with the given speed options."""
-    settings = {"batch_size": 3, "prefetch": 0, "bucket": False, **options}
+    """A backend sharing the tiny model, with the given speed options, decoding in static batches
+    (row refilling has its own tests: tests/test_refill.py)."""
+    settings = {"batch_size": 3, "prefetch": 0, "bucket": False, "refill": False, **options}
     return cls.from_model(tiny_backend.model, tiny_backend.processor, model_id=tiny_backend.model_id, **settings)
 
 

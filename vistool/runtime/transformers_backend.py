@@ -26,9 +26,11 @@ the thought channel when spent, and `stop_on_repeat` ends a row whose answer loo
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import queue
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +43,11 @@ from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.logprobs import ChosenTokenLogprobs
 from vistool.runtime.progress import ProgressCallback
+from vistool.runtime.transformers_batch import batch_responses, setup_batch
 from vistool.runtime.transformers_batching import group_key, plan_micro_batches
 from vistool.runtime.transformers_controls import Controls, json_stop_table
 from vistool.runtime.transformers_decode import TokenFacts, row_response
+from vistool.runtime.transformers_refill import generate_refilling, refill_chunk
 from vistool.runtime.transformers_loading import load_pretrained, pick_device_and_dtype
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 
@@ -91,12 +95,13 @@ class TransformersBackend:
         prefetch: int | None = None,
         bucket: bool = True,
         compile: bool = False,
+        refill: bool = True,
     ) -> None:
         model_id = str(model_id)
         device, torch_dtype = pick_device_and_dtype(device, dtype)  # before the slow transformers import
         model, processor = load_pretrained(model_id, torch_dtype, trust_remote_code=trust_remote_code, revision=revision)
         model.to(device)
-        self._setup(model, processor, model_id, device, torch_dtype, profile, batch_size, prefetch, bucket, compile)
+        self._setup(model, processor, model_id, device, torch_dtype, profile, batch_size, prefetch, bucket, compile, refill)
 
     @classmethod
     def from_model(
@@ -110,6 +115,7 @@ class TransformersBackend:
         prefetch: int | None = None,
         bucket: bool = True,
         compile: bool = False,
+        refill: bool = True,
     ) -> "TransformersBackend":
         """Wrap a model and processor that are already loaded (benchmarks, tests, notebooks).
 
@@ -119,7 +125,7 @@ class TransformersBackend:
         """
         backend = cls.__new__(cls)
         device = str(next(model.parameters()).device)
-        backend._setup(model, processor, model_id, device, model.dtype, profile, batch_size, prefetch, bucket, compile)
+        backend._setup(model, processor, model_id, device, model.dtype, profile, batch_size, prefetch, bucket, compile, refill)
         return backend
 
     def _setup(
@@ -134,6 +140,7 @@ class TransformersBackend:
         prefetch: int | None,
         bucket: bool,
         compile: bool,
+        refill: bool = True,
     ) -> None:
         """Set the backend's state around a loaded model and processor."""
         self.model_id = model_id
@@ -158,6 +165,7 @@ class TransformersBackend:
             logger.warning("compile=True is not supported for encoder-decoder models (%s); generating without it", model_id)
             compile = False
         self.compile = compile
+        self.refill = refill
         self.device, self.dtype = device, dtype
         self.model = model.eval()
         self.processor = processor
@@ -259,24 +267,57 @@ class TransformersBackend:
         def prepare(chunk: list[int]) -> _Prepared:
             return prepare_chunk([resolved[i] for i in chunk])
 
-        for indices, prepared in speed.prefetched(plan, prepare, workers):
-            chunk = [resolved[i] for i in indices]
-            cap = self._oom_batch_cap.get(self._group_key(chunk[0]))
-            if cap is not None and len(chunk) > cap:  # an earlier micro-batch of this kind ran out of memory
-                results = []
-                for start in range(0, len(chunk), cap):
-                    results.extend(self._generate_safely(chunk[start : start + cap]))
-            else:
-                results = self._generate_safely(chunk, prepared)
-            for index, response in zip(indices, results):
-                responses[index] = response
+        def key_of(item: tuple[list[int], Any]) -> Any:
+            return self._group_key(resolved[item[0][0]])
+
+        for key, group in itertools.groupby(speed.prefetched(plan, prepare, workers), key=key_of):
+            if self._refills():
+                slots = self._batch_size_for(resolved[self._first_index(plan, key, resolved)])
+                for index, response in generate_refilling(self, resolved, group, slots):
+                    responses[index] = response
+                continue
+            for indices, prepared in group:
+                for index, response in zip(indices, self._generate_static(resolved, indices, prepared)):
+                    responses[index] = response
         return [response for response in responses if response is not None]
+
+    def _generate_static(self, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> list[GenerationResponse]:
+        """Decode one micro-batch with one `generate` call (at the size that fitted, after an out-of-memory error)."""
+        chunk = [requests[i] for i in indices]
+        cap = self._oom_batch_cap.get(self._group_key(chunk[0]))
+        if cap is not None and len(chunk) > cap:  # an earlier micro-batch of this kind ran out of memory
+            results = []
+            for start in range(0, len(chunk), cap):
+                results.extend(self._generate_safely(chunk[start : start + cap]))
+            return results
+        return self._generate_safely(chunk, prepared)
+
+    def _refills(self) -> bool:
+        """True when groups are decoded with row refilling (vistool.runtime.transformers_refill)."""
+        return self.refill and not self.compile and not self.encoder_decoder
+
+    def _first_index(self, plan: list[list[int]], key: Any, requests: list[GenerationRequest]) -> int:
+        """Return the index of the first planned request of the group `key`."""
+        return next(chunk[0] for chunk in plan if self._group_key(requests[chunk[0]]) == key)
 
     def _plan(self, requests: list[GenerationRequest]) -> list[list[int]]:
         """Cut the requests into micro-batches (vistool.runtime.transformers_batching); return
-        each as a list of request indices, in input order within it."""
+        each as a list of request indices, in input order within it.
+
+        With row refilling, a group larger than one batch is cut into the smaller
+        micro-batches that join a running batch (`refill_chunk`); a group that fits in
+        one batch stays one micro-batch.
+        """
         image_processor = getattr(self.processor, "image_processor", None)
-        return plan_micro_batches(requests, self._batch_size_for, bucket=self.bucket, image_processor=image_processor)
+        size_for = self._batch_size_for
+        if self._refills():
+            sizes = Counter(self._group_key(request) for request in requests)
+
+            def size_for(request: GenerationRequest) -> int:
+                slots = self._batch_size_for(request)
+                return slots if sizes[self._group_key(request)] <= slots else refill_chunk(slots)
+
+        return plan_micro_batches(requests, size_for, bucket=self.bucket, image_processor=image_processor)
 
     def video_frame_size(self, width: int, height: int, frames: int) -> tuple[int, int] | None:
         """Return the (W, H) to decode the frames of a (W, H) video of `frames` sampled frames at, or None for full size.
@@ -362,49 +403,25 @@ class TransformersBackend:
 
         if prepared is None:
             prepared = self._prepare(requests)
-        inputs = prepared.inputs
-        image_sizes = self._resized_sizes(inputs, requests)
-        model_inputs = family_inputs.model_inputs(inputs, self.processor, self.device)
-        # Where generated tokens start in the output: after the prompt, or after an encoder-decoder's decoder start.
-        prompt_length = family_inputs.generated_start(self.model, model_inputs)
-        image_tokens, prompt_tokens = self._token_counts(inputs)
-        family_inputs.check_context(requests, prompt_tokens, self.context_tokens, self.encoder_decoder)
-        generate_kwargs, recorder, controls = self._generate_kwargs(requests, prompt_length)
+        batch = setup_batch(self, requests, prepared)
         timer = speed.PhaseTimer(self.device)
-        generate_kwargs["stopping_criteria"].insert(0, timer)
+        batch.generate_kwargs["stopping_criteria"].insert(0, timer)
         start = time.perf_counter()
         timer.start()
         with torch.inference_mode():
-            sequences = self.model.generate(**model_inputs, **generate_kwargs)
+            sequences = self.model.generate(**batch.model_inputs, **batch.generate_kwargs)
         timer.stop()
-        generated = sequences[:, prompt_length:].tolist()
         generate_seconds = time.perf_counter() - start
         prefill_seconds, decode_seconds = timer.seconds()
-        logprobs = None if recorder is None else recorder.collect(sequences, prompt_length)
-        json_stops = None if controls.json_stop is None else controls.json_stop.stop_steps.tolist()
+        rows = len(requests)
         timings = {
-            "preprocess_s": prepared.seconds / len(requests),
-            "generate_s": generate_seconds / len(requests),
-            "prefill_s": prefill_seconds / len(requests),
-            "decode_s": decode_seconds / len(requests),
-            "batch_size": len(requests),
+            "preprocess_s": prepared.seconds / rows,
+            "generate_s": generate_seconds / rows,
+            "prefill_s": prefill_seconds / rows,
+            "decode_s": decode_seconds / rows,
+            "batch_size": rows,
         }
-        responses = []
-        for row, request in enumerate(requests):
-            responses.append(
-                self._response(
-                    request,
-                    generated[row],
-                    None if logprobs is None else logprobs[row],
-                    prompt_tokens=prompt_tokens[row],
-                    image_tokens=image_tokens[row],
-                    image_sizes=image_sizes[row],
-                    timings=dict(timings),
-                    json_stop=None if json_stops is None or json_stops[row] < 0 else json_stops[row],
-                    control=controls.answer.row(row),
-                )
-            )
-        return responses
+        return batch_responses(self, batch, sequences, [dict(timings) for _ in requests])
 
     def _token_counts(self, inputs: Any) -> tuple[list[int], list[int]]:
         """Return per row (image/video tokens, prompt tokens without padding) of processed inputs."""
