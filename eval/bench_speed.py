@@ -51,7 +51,8 @@ vistool's tasks do; the baseline stays the plain loop (no log-probs, stops at EO
 --batch-sizes auto,64,32,8,1 --min-images 2 --repeats 2 --time-limit 480 --answers
 replay --answer-boxes 5,40 --logprobs --json-stop` plus, on the budget-280 cell at
 vistool's default batch size, a compiled vistool path (`compile=1`: static cache + CUDA
-graphs) and the same with `prefetch=3`. Cells are run in that order (the goal cell
+graphs), the same with `prefetch=3`, and vistool without row refilling (`refill=0`; a
+cell holds one batch of images, so there refilling only drops finished rows). Cells are run in that order (the goal cell
 first); those left when the time limit is reached are listed as skipped. `--dry-run`
 runs the same table on CPU with the tiny shape, answers of 1-2 boxes, 2 images per cell
 and batch columns auto and 1, so that every path and switch is exercised before a GPU
@@ -76,6 +77,11 @@ a 2-core VM shared with other jobs: expect +-10% noise; min of 3-7 interleaved r
 - stop_when_json_closes (answers forced to a fixed script; 16 images, batch 8, budget 70):
   JSON + closing fence + EOS (68 -> 65 tokens): 1.82 -> 1.68 s; JSON + a sentence of prose
   (118 -> 65 tokens): 2.72 -> 1.62 s.
+- row refilling (issue 19; `--answers replay --logprobs --json-stop`, budget 70, best of 2
+  interleaved runs; `--variant static:refill=0` is the path without it): see the table
+  in the closing note of issue 19; the `idle` column of a refilling path is the share of
+  slots x steps that held no row (the drain at the end of a call, and slots waiting
+  for a group to join), of a static path the share spent on rows that had finished.
 - GPU-only, not measurable here: CUDA graphs (compile on a GPU), reused static caches
   (stable addresses: graphs recorded once per shape), pixels cast to the model dtype and
   pinned in the worker, events instead of synchronisation for the prefill/decode split.
@@ -136,7 +142,11 @@ DRY_RUN = {"device": "cpu", "shape": "tiny", "dtype": "float32", "batch_sizes": 
 # Extra vistool paths of the preset, on the budget-280 cell at vistool's default batch
 # size only (compiling costs minutes): static cache + CUDA graphs, and the same with
 # three micro-batches preprocessed ahead (does CPU preprocessing keep up?).
-GPU_TABLE_EXTRA = {"vistool+compile": {"compile": True}, "vistool+compile+prefetch3": {"compile": True, "prefetch": 3}}
+GPU_TABLE_EXTRA = {
+    "vistool+compile": {"compile": True},
+    "vistool+compile+prefetch3": {"compile": True, "prefetch": 3},
+    "vistool static": {"refill": False},  # one generate call per micro-batch (row refilling off)
+}
 
 
 # ----------------------------------------------------------------- measurement
@@ -166,7 +176,7 @@ class Run:
     peak_bytes: int = 0
     note: str = ""
     tokens: int = 0  # generated tokens, all rows
-    idle: float = 0.0  # share of decode slots spent on rows that had finished (static batches)
+    idle: float = 0.0  # static: share of decode slots spent on finished rows; refilling: share of slots x steps empty
 
 
 @dataclass

@@ -218,3 +218,54 @@ def test_sliding_layer_padding_and_trimming_keep_the_newest_columns() -> None:
     kv_rows.keep_rows(cache, torch.tensor([1]))
     assert sliding.keys.flatten().tolist() == [4.0, 5.0]
     assert kv_rows.refillable(cache)
+
+
+def test_a_run_sends_a_refilling_backend_several_batches_per_call(tiny_backend, tiny_model_dir) -> None:
+    """So that annotate's finished rows have requests waiting; a static backend still gets one batch."""
+    from vistool.batch.runner import MAX_DEFAULT_BATCH, default_batch_size
+    from vistool.runtime import speed
+    from vistool.runtime.deferred import BackendRecipe, DeferredBackend
+
+    refilling = TransformersBackend.from_model(tiny_backend.model, tiny_backend.processor, batch_size=4)
+    static = TransformersBackend.from_model(tiny_backend.model, tiny_backend.processor, batch_size=4, refill=False)
+    assert refilling.requests_per_call(280) == 4 * speed.REFILL_CALLS and static.requests_per_call(280) == 4
+    assert default_batch_size(Vistool(refilling, budget=280)) == min(4 * speed.REFILL_CALLS, MAX_DEFAULT_BATCH)
+    assert default_batch_size(Vistool(static, budget=280)) == 4
+    deferred = DeferredBackend(BackendRecipe(str(tiny_model_dir), device="cpu", batch_size=3))
+    assert deferred.requests_per_call(280) == 3 * speed.REFILL_CALLS and not deferred.loaded  # answered without loading
+    compiled = DeferredBackend(BackendRecipe(str(tiny_model_dir), device="cpu", batch_size=3, options={"compile": True}))
+    assert compiled.requests_per_call(280) == 3 and not compiled.loaded
+
+
+def test_answers_are_cached_as_their_group_finishes_so_an_interrupt_keeps_them(tiny_backend, tmp_path, monkeypatch) -> None:
+    """One model call of 8 images on a 4-row refilling backend: interrupted once 3 groups have
+    finished, the cache holds their answers (before, answers were saved once the call returned)."""
+    from vistool.batch.cache import AnswerCache
+    from vistool.batch.runner import BatchRunner, WorkItem
+    from vistool.runtime import transformers_refill
+
+    paths = []
+    for index in range(8):
+        path = tmp_path / f"img{index}.png"
+        Image.new("RGB", (64 + 8 * index, 48), (30 * index, 100, 50)).save(path)
+        paths.append(path)
+    backend = float64_backend(tiny_backend, refill_on=True, slots=4, spread=9)
+    finished = []
+    original = transformers_refill._respond
+
+    def respond(backend_, cohort, slots):
+        if len(finished) == 3:
+            raise KeyboardInterrupt
+        finished.append(len(cohort.tag[0]))
+        return original(backend_, cohort, slots)
+
+    monkeypatch.setattr(transformers_refill, "_respond", respond)
+    cache_path = tmp_path / "answers.jsonl"
+    runner = BatchRunner(Vistool(backend, budget=70), AnswerCache(cache_path), batch_size=8, workers=0, progress=False)
+    items = [WorkItem(path, "caption", {}) for path in paths]
+    first_call = 1  # the first call is 1/8 of the batch: one image, answered and cached alone
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(items)
+    cached = AnswerCache(cache_path)
+    assert len(cached) == first_call + sum(finished[1:])  # every group that finished before the interrupt
+    assert sum(finished[1:]) == 4  # two groups of 2 from the 7-image call

@@ -370,7 +370,7 @@ def annotate_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Hugging Face id or local model folder (default: {DEFAULT_MODEL}; with --rescore: the one model whose answers the cache holds).")] = None,
     profile: ProfileOption = None,
     budget: BudgetOption = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (the cache is saved after each batch). Default: the local model's batch for the budget (at most 64), 8 for a server.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per model call (answers are saved as each micro-batch finishes). Default: four of the local model's batches for the budget (at most 64), 8 for a server.")] = None,
     max_new_tokens: MaxTokensOption = None,
     thinking: ThinkingOption = False,
     structured: StructuredOption = True,

@@ -69,12 +69,13 @@ MAX_DEFAULT_BATCH = 64  # a batch's decoded full-size images (and the next batch
 def default_batch_size(vt: Vistool) -> int:
     """Return how many requests a run sends to `vt`'s backend at once by default.
 
-    A local backend that knows its best micro-batch for an image-token budget
-    (`batch_size_for(budget)`: larger on a GPU, where decoding is bound by per-step
-    overhead) gets that for the run's budget, at most MAX_DEFAULT_BATCH; other
+    A local backend that knows how many requests it wants per call for an image-token
+    budget (`requests_per_call(budget)`: a few micro-batches when it refills finished
+    rows, else `batch_size_for(budget)`: larger on a GPU, where decoding is bound by
+    per-step overhead) gets that for the run's budget, at most MAX_DEFAULT_BATCH; other
     backends get DEFAULT_BATCH.
     """
-    preferred = getattr(vt.backend, "batch_size_for", None)
+    preferred = getattr(vt.backend, "requests_per_call", None) or getattr(vt.backend, "batch_size_for", None)
     if preferred is None:
         return DEFAULT_BATCH
     budget = vt.settings.budget if vt.settings.budget is not None else vt.profile.default_budget
@@ -327,8 +328,10 @@ class BatchRunner:
         """Ask the backend once per distinct cache key of `batch` (loaded items, image decoded).
 
         Returns key -> the answer's cache record (see `make_record`; exactly what a later
-        run reads back from the cache), or the error text of a request that failed. A
-        backend that raises fails every request of the batch, and the run goes on,
+        run reads back from the cache), or the error text of a request that failed. With
+        a cache, answers are appended as the backend reports them done (the local backend
+        reports each micro-batch as it finishes), so an interrupt keeps them. A backend
+        that raises fails every request of the batch not answered by then, and the run goes on,
         except for ModelLoadError (a model built on first use that cannot load: a setup
         error, raised). Counts the backend call in `model_calls` and the requests sent
         in `generated`.
@@ -338,24 +341,36 @@ class BatchRunner:
             assert prepared.key is not None
             leaders.setdefault(prepared.key, prepared)
         requests = [replace(leader.request, images=[leader.image.image]) for leader in leaders.values()]  # type: ignore[union-attr]
+        keys = list(leaders)
+        answers: dict[str, dict[str, Any] | str] = {}
+
+        def settle(answered: list[tuple[int, GenerationResponse]]) -> None:
+            """Keep each answer as it arrives, and append the new ones to the cache at once
+            (a backend that finishes requests at different times reports them in groups)."""
+            records = []
+            for index, response in answered:
+                key, leader = keys[index], leaders[keys[index]]
+                if response.ok:
+                    assert leader.fields is not None and leader.image is not None
+                    record = make_record(leader.fields, response.to_dict(packed_logprobs=True), leader.image.size, str(leader.item.image))
+                    answers[key] = json.loads(json.dumps(record))  # exactly what a later run reads back
+                    records.append(answers[key])
+                else:
+                    answers[key] = str(response.error)
+            if self.cache is not None and records:
+                self.cache.append(records)
+
         self.model_calls += 1
         self.generated += len(requests)
         try:
-            responses = answer_requests(self.vt.backend, requests)  # generated, or scored (choices)
+            responses = answer_requests(self.vt.backend, requests, settle)  # generated, or scored (choices)
             if len(responses) != len(requests):
                 raise VistoolError(f"the backend returned {len(responses)} answers for {len(requests)} requests")
         except ModelLoadError:  # a model loaded on first use that cannot load: a setup error, not an item's
             raise
         except Exception as exc:  # a model error, a backend bug, a server gone away: record it, carry on
-            responses = [GenerationResponse.failure(f"{type(exc).__name__}: {exc}") for _ in requests]
-        answers: dict[str, dict[str, Any] | str] = {}
-        for (key, leader), response in zip(leaders.items(), responses):
-            if response.ok:
-                assert leader.fields is not None and leader.image is not None
-                record = make_record(leader.fields, response.to_dict(packed_logprobs=True), leader.image.size, str(leader.item.image))
-                answers[key] = json.loads(json.dumps(record))  # exactly what a later run reads back
-            else:
-                answers[key] = str(response.error)
+            for key in keys:
+                answers.setdefault(key, f"{type(exc).__name__}: {exc}")  # answers that arrived are kept
         return answers
 
     def outcome(self, prepared: PreparedItem, answer: dict[str, Any] | str, status: Status = "done") -> Outcome:

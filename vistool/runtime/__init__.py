@@ -69,7 +69,7 @@ def make_backend(
     attempt (`retries`, default 3) and the environment variable holding the API key
     (`api_key_env`; these three are ignored, with a warning, by the local backend), and
     further options of the chosen class (`TransformersBackend`: trust_remote_code,
-    revision; `OpenAIBackend`: api_key, max_response_bytes, image_format,
+    revision, refill, prefetch, bucket, compile; `OpenAIBackend`: api_key, max_response_bytes, image_format,
     max_image_side, ...). Returns the backend. Raises VistoolError for an unknown
     backend name or a bad timeout / retries.
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from vistool.runtime.types import GenerationRequest, GenerationResponse
@@ -29,18 +29,28 @@ class Backend(Protocol):
 # A backend that can also score fixed answers has `score(requests) -> list[GenerationResponse]`:
 # for each request with `choices`, the response's `choice_logprobs` hold the log-probability
 # of each choice as the whole answer (the local transformers backend has it).
+# A backend that finishes requests at different times may have `generate_iter(requests)`,
+# yielding lists of (request index, response) as they finish (the local backend has it).
 
 
-def answer_requests(backend: Backend, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+Answered = list[tuple[int, GenerationResponse]]  # (request index, response) pairs finished together
+
+
+def answer_requests(
+    backend: Backend, requests: Sequence[GenerationRequest], on_answers: Callable[[Answered], None] | None = None
+) -> list[GenerationResponse]:
     """Send each request where it belongs and return one response per request, in order.
 
     Requests with `choices` are scored (`backend.score`); the others are generated
-    (`backend.generate`). Raises RequestError when there are scoring requests and the
-    backend cannot score fixed answers (it has no `score` method).
+    (`backend.generate`). `on_answers`, when given, is called with each group of
+    (request index, response) as soon as it is done: a backend with `generate_iter`
+    (the local one) gives its micro-batches as they finish, others all at once. Raises
+    RequestError when there are scoring requests and the backend cannot score fixed
+    answers (it has no `score` method).
     """
     scored = [index for index, request in enumerate(requests) if request.choices is not None]
     if not scored:
-        return backend.generate(requests)
+        return _generated(backend, list(requests), on_answers)
     score = getattr(backend, "score", None)
     if score is None:
         from vistool.errors import RequestError
@@ -52,11 +62,35 @@ def answer_requests(backend: Backend, requests: Sequence[GenerationRequest]) -> 
     responses: list[GenerationResponse | None] = [None] * len(requests)
     for index, response in zip(scored, score([requests[index] for index in scored])):
         responses[index] = response
+    if on_answers is not None:
+        on_answers([(index, responses[index]) for index in scored])  # type: ignore[misc]
     generated = [index for index in range(len(requests)) if responses[index] is None]
     if generated:
-        for index, response in zip(generated, backend.generate([requests[index] for index in generated])):
+        def forward(answered: Answered) -> None:
+            if on_answers is not None:
+                on_answers([(generated[index], response) for index, response in answered])
+
+        for index, response in zip(generated, _generated(backend, [requests[index] for index in generated], forward)):
             responses[index] = response
     return [response for response in responses if response is not None]
+
+
+def _generated(
+    backend: Backend, requests: list[GenerationRequest], on_answers: Callable[[Answered], None] | None
+) -> list[GenerationResponse]:
+    """Generate one response per request; report groups to `on_answers` as they finish (see `answer_requests`)."""
+    stream = getattr(backend, "generate_iter", None) if on_answers is not None else None
+    if stream is None:
+        responses = backend.generate(requests)
+        if on_answers is not None:
+            on_answers(list(enumerate(responses)))
+        return responses
+    collected: list[GenerationResponse | None] = [None] * len(requests)
+    for answered in stream(requests):
+        for index, response in answered:
+            collected[index] = response
+        on_answers(answered)  # type: ignore[misc]
+    return [response for response in collected if response is not None]
 
 
 def validate_requests(requests: Sequence[GenerationRequest], profile) -> list[GenerationRequest]:

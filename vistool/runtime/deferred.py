@@ -148,14 +148,26 @@ class DeferredBackend:
 
         return self.recipe.batch_size or speed.default_batch_size(budget, pick_device(self.recipe.device))
 
+    def _local_requests_per_call(self, budget: int | None) -> int:
+        """What a local backend's `requests_per_call(budget)` answers, without building it:
+        `speed.REFILL_CALLS` batches (it refills finished rows unless compiled), else one."""
+        if self._backend is not None:
+            return self._backend.requests_per_call(budget)  # type: ignore[attr-defined]
+        from vistool.runtime import speed
+
+        refills = self.recipe.options.get("refill", True) and not self.recipe.options.get("compile", False)
+        return self._local_batch_size_for(budget) * (speed.REFILL_CALLS if refills else 1)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # pickling and copying look these up before __init__ ran
             raise AttributeError(name)
-        if self._backend is None and name in ("score", "batch_size_for"):  # answered without loading
+        if self._backend is None and name in ("score", "batch_size_for", "requests_per_call"):  # answered without loading
             if self.recipe.kind != "transformers":
                 raise AttributeError(name)
             if name == "batch_size_for":
                 return self._local_batch_size_for
+            if name == "requests_per_call":
+                return self._local_requests_per_call
             scorer: Callable[[Sequence[GenerationRequest]], list[GenerationResponse]] = (
                 lambda requests: self.backend().score(requests)  # type: ignore[attr-defined]
             )

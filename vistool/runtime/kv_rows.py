@@ -28,6 +28,20 @@ def _layers(cache: Any) -> list[Any]:
     return list(getattr(cache, "layers", ()))
 
 
+def _storing(cache: Any) -> list[Any]:
+    """Return the cache's layers that store keys and values."""
+    return [layer for layer in _layers(cache) if layer.is_initialized]
+
+
+def _with_zeros_left(tensor: Any, columns: int) -> Any:
+    """Return `tensor` (... x length x dim) with `columns` zero columns added on the left."""
+    import torch
+
+    shape = list(tensor.shape)
+    shape[-2] = columns
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
+
+
 def refillable(cache: Any) -> bool:
     """True when every layer of `cache` is a plain or sliding-window dynamic layer (what this module edits)."""
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
@@ -55,42 +69,29 @@ def _window(layer: Any) -> int | None:
 
 def length(cache: Any) -> int:
     """Return the cache's length in columns (the padded sequence length it covers)."""
-    for layer in _layers(cache):
-        if layer.is_initialized:
-            return int(layer.get_seq_length())
-    return 0
+    storing = _storing(cache)
+    return int(storing[0].get_seq_length()) if storing else 0
 
 
 def pad_left(cache: Any, columns: int) -> None:
     """Add `columns` empty columns on the left of every row (the mask must zero them)."""
-    import torch
-
     if columns <= 0:
         return
-    for layer in _layers(cache):
-        if not layer.is_initialized:
-            continue
+    for layer in _storing(cache):
         window = _window(layer)
-        stored = _stored(layer)
-        added = columns if window is None else max(0, min(columns, window - stored))
+        added = columns if window is None else max(0, min(columns, window - _stored(layer)))
         if window is not None:
             layer.cumulative_length += columns
         if added:
-            shape = list(layer.keys.shape)
-            shape[-2] = added
-            layer.keys = torch.cat([layer.keys.new_zeros(shape), layer.keys], dim=-2)
-            shape = list(layer.values.shape)
-            shape[-2] = added
-            layer.values = torch.cat([layer.values.new_zeros(shape), layer.values], dim=-2)
+            layer.keys = _with_zeros_left(layer.keys, added)
+            layer.values = _with_zeros_left(layer.values, added)
 
 
 def trim_left(cache: Any, columns: int) -> None:
     """Drop the `columns` leftmost columns of every row (columns every row masks)."""
     if columns <= 0:
         return
-    for layer in _layers(cache):
-        if not layer.is_initialized:
-            continue
+    for layer in _storing(cache):
         window = _window(layer)
         if window is None:
             layer.keys = layer.keys[..., columns:, :]
@@ -118,8 +119,8 @@ def concat_rows(cache: Any, other: Any) -> None:
 
 def keep_rows(cache: Any, rows: Any) -> None:
     """Keep only `rows` (a long tensor of row indices, in the new order) of every layer."""
-    for layer in _layers(cache):
-        if layer.is_initialized and layer.keys.numel():
+    for layer in _storing(cache):
+        if layer.keys.numel():
             layer.keys = layer.keys.index_select(0, rows)
             layer.values = layer.values.index_select(0, rows)
 

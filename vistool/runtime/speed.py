@@ -50,6 +50,9 @@ GPU_BATCH_BY_BUDGET = {70: 256, 140: 192, 280: 128, 560: 64, 1120: 32}
 # add memory: 280: 5.0-5.6 img/s at batch 8, 16 or 32; 1120: 0.55-0.59 img/s at batch 1
 # and 4, 0.47 at 8 with 5 GB of RSS (even the tiny model's tower needs ~0.6 GB per image).
 CPU_BATCH_BY_BUDGET = {70: 32, 140: 16, 280: 8, 560: 8, 1120: 4}
+# With row refilling (vistool.runtime.transformers_refill) a caller sends this many batches
+# per call, so that a finished row has a request waiting to take its place.
+REFILL_CALLS = 4
 
 
 def default_batch_size(budget: int | None, device: str) -> int:

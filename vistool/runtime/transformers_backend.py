@@ -12,7 +12,10 @@ given.
 Speed (issue 9; figures in eval/bench_speed.py's docstring): requests are grouped by
 compatible settings, sorted by prompt length within a group (less padding), cut into
 micro-batches whose default size depends on budget and device, and the next micro-batch
-is preprocessed in a worker thread while the current one generates. `compile=True`
+is preprocessed in a worker thread while the current one generates. A group larger
+than one batch is decoded with row refilling (issue 19): finished rows leave the
+running batch at once and the next micro-batches join it (vistool.runtime.refill);
+`generate_iter` yields each micro-batch's answers as soon as they are done. `compile=True`
 adds a static KV cache and `torch.compile` (CUDA graphs on a GPU) for the decode step.
 A request with `stop_when_json_closes` stops as soon as its JSON answer closes. An
 out-of-memory error halves the micro-batch and retries. None of these changes the
@@ -31,7 +34,7 @@ import logging
 import queue
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +46,11 @@ from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
 from vistool.runtime.backend import validate_requests
 from vistool.runtime.logprobs import ChosenTokenLogprobs
 from vistool.runtime.progress import ProgressCallback
-from vistool.runtime.transformers_batch import batch_responses, setup_batch
+from vistool.runtime.transformers_batch import batch_responses, generate_safely, setup_batch
 from vistool.runtime.transformers_batching import group_key, plan_micro_batches
 from vistool.runtime.transformers_controls import Controls, json_stop_table
 from vistool.runtime.transformers_decode import TokenFacts, row_response
-from vistool.runtime.transformers_refill import generate_refilling, refill_chunk
+from vistool.runtime.transformers_refill import Answered, generate_refilling, refill_chunk
 from vistool.runtime.transformers_loading import load_pretrained, pick_device_and_dtype
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 
@@ -77,9 +80,13 @@ class TransformersBackend:
     worker threads, each with its own copy of the processor, while the current one
     generates; 0 = off; None = 1 on a GPU, 0 on CPU, where the model itself keeps the
     cores busy), `bucket` (sort requests by prompt length within a group of
-    compatible requests, so a micro-batch carries little padding) and `compile` (static
+    compatible requests, so a micro-batch carries little padding), `compile` (static
     KV cache + `torch.compile` of the decode step; CUDA graphs on a GPU; the first
-    batches pay the compilation). All three keep greedy outputs token-identical.
+    batches pay the compilation) and `refill` (row refilling, on by default: a row
+    that finishes leaves the running batch and waiting requests take its place,
+    vistool.runtime.transformers_refill; not with `compile`, not for encoder-decoders).
+    All four keep greedy outputs token-identical (refilling up to the rounding of a
+    different batch shape).
     """
 
     def __init__(
@@ -256,8 +263,21 @@ class TransformersBackend:
         out of memory is split in halves and retried (and later micro-batches of that
         kind stay at the size that fitted).
         """
+        responses: list[GenerationResponse | None] = [None] * len(requests)
+        for answered in self.generate_iter(requests):
+            for index, response in answered:
+                responses[index] = response
+        return [response for response in responses if response is not None]
+
+    def generate_iter(self, requests: Sequence[GenerationRequest]) -> Iterator[Answered]:
+        """Generate as `generate` does, yielding answers as soon as they are done.
+
+        Takes a non-empty sequence of requests. Yields lists of (request index,
+        response): each micro-batch's as soon as it has finished (with row refilling,
+        micro-batches finish in the order their rows end, not in input order), so a
+        caller can save answers while the rest generate. Every request is answered once.
+        """
         resolved = self._validate(requests)
-        responses: list[GenerationResponse | None] = [None] * len(resolved)
         plan = self._plan(resolved)
         workers = self.prefetch if len(plan) > 1 else 0
         while self._worker_processors.qsize() < workers:  # copied here, while no other thread uses it
@@ -270,16 +290,14 @@ class TransformersBackend:
         def key_of(item: tuple[list[int], Any]) -> Any:
             return self._group_key(resolved[item[0][0]])
 
-        for key, group in itertools.groupby(speed.prefetched(plan, prepare, workers), key=key_of):
+        for _, chunks in itertools.groupby(speed.prefetched(plan, prepare, workers), key=key_of):
+            first = next(chunks)
+            group = itertools.chain([first], chunks)
             if self._refills():
-                slots = self._batch_size_for(resolved[self._first_index(plan, key, resolved)])
-                for index, response in generate_refilling(self, resolved, group, slots):
-                    responses[index] = response
+                yield from generate_refilling(self, resolved, group, self._batch_size_for(resolved[first[0][0]]))
                 continue
             for indices, prepared in group:
-                for index, response in zip(indices, self._generate_static(resolved, indices, prepared)):
-                    responses[index] = response
-        return [response for response in responses if response is not None]
+                yield list(zip(indices, self._generate_static(resolved, indices, prepared)))
 
     def _generate_static(self, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> list[GenerationResponse]:
         """Decode one micro-batch with one `generate` call (at the size that fitted, after an out-of-memory error)."""
@@ -295,10 +313,6 @@ class TransformersBackend:
     def _refills(self) -> bool:
         """True when groups are decoded with row refilling (vistool.runtime.transformers_refill)."""
         return self.refill and not self.compile and not self.encoder_decoder
-
-    def _first_index(self, plan: list[list[int]], key: Any, requests: list[GenerationRequest]) -> int:
-        """Return the index of the first planned request of the group `key`."""
-        return next(chunk[0] for chunk in plan if self._group_key(requests[chunk[0]]) == key)
 
     def _plan(self, requests: list[GenerationRequest]) -> list[list[int]]:
         """Cut the requests into micro-batches (vistool.runtime.transformers_batching); return
@@ -343,43 +357,24 @@ class TransformersBackend:
         """
         return self.batch_size or speed.default_batch_size(budget, self.device)
 
+    def requests_per_call(self, budget: int | None) -> int:
+        """Return how many requests a caller should send per `generate` call at an image-token budget.
+
+        With row refilling, `speed.REFILL_CALLS` batches: finished rows then have
+        requests waiting to take their place; otherwise one batch (`batch_size_for`).
+        """
+        size = self.batch_size_for(budget)
+        return size * speed.REFILL_CALLS if self._refills() else size
+
     def _batch_size_for(self, request: GenerationRequest) -> int:
         """Return the micro-batch size for requests like `request` (explicit, else per budget and device)."""
         size = self.batch_size_for(request.budget)
         return min(size, self._oom_batch_cap.get(self._group_key(request), size))
 
     def _generate_safely(self, requests: list[GenerationRequest], prepared: Any = None) -> list[GenerationResponse]:
-        """Run a micro-batch; on failure retry each request alone and record its error.
-
-        Takes the requests and, optionally, their prepared inputs (or the exception that
-        preparing them raised). On out-of-memory the batch is halved and each half
-        retried, down to single requests; any other failure is retried request by request.
-        """
-        try:
-            if isinstance(prepared, BaseException):
-                raise prepared
-            return self._generate_batch(requests, prepared)
-        except Exception as batch_error:
-            if self.compile and speed.is_compile_error(batch_error):
-                logger.warning("torch.compile failed (%s); generating without it from now on", type(batch_error).__name__)
-                self.compile = False
-                return self._generate_safely(requests, prepared)
-            prepared = None  # drop references to the batch's tensors before retrying
-            if speed.is_out_of_memory(batch_error):
-                self._static_caches.clear()  # sized for the failed batch; smaller ones are made on demand
-                speed.release_memory(self.device)
-                if len(requests) > 1:
-                    half = (len(requests) + 1) // 2
-                    key = self._group_key(requests[0])
-                    self._oom_batch_cap[key] = min(half, self._oom_batch_cap.get(key, half))
-                    logger.warning(
-                        "out of memory at micro-batch %d; retrying as %d + %d", len(requests), half, len(requests) - half
-                    )
-                    return self._generate_safely(requests[:half]) + self._generate_safely(requests[half:])
-            if len(requests) == 1:
-                message = f"{type(batch_error).__name__}: {batch_error}"
-                return [GenerationResponse.failure(message, self._settings(requests[0]))]
-            return [self._generate_safely([request])[0] for request in requests]
+        """Run a micro-batch; on failure retry each request alone and record its error
+        (vistool.runtime.transformers_batch.generate_safely: halves on out of memory)."""
+        return generate_safely(self, requests, prepared)
 
     def _settings(self, request: GenerationRequest) -> dict[str, Any]:
         """Return the settings a response records: request settings plus model facts."""

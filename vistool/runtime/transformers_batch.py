@@ -6,18 +6,23 @@ with their recorders (log-probs, JSON stop, answer controls), and per row the to
 counts and resized image sizes a response records; the context check runs here.
 `batch_responses` turns the decoded sequences back into one `GenerationResponse` per
 row. A static `generate` call (vistool.runtime.transformers_backend) and a refilled group
-(vistool.runtime.transformers_refill) share both.
+(vistool.runtime.transformers_refill) share both. `generate_safely` runs a static
+micro-batch with its failures isolated (one request at a time; halves on out of memory).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from vistool.runtime import inputs as family_inputs
+from vistool.runtime import speed
 from vistool.runtime.progress import StepProgress
 from vistool.runtime.transformers_controls import Controls
 from vistool.runtime.types import GenerationRequest, GenerationResponse
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,4 +98,38 @@ def batch_responses(backend: Any, batch: BatchSetup, sequences: Any, timings: li
     return responses
 
 
-__all__ = ["BatchSetup", "batch_responses", "setup_batch"]
+def generate_safely(backend: Any, requests: list[GenerationRequest], prepared: Any = None) -> list[GenerationResponse]:
+    """Run a micro-batch through `backend._generate_batch`; on failure retry each request alone and record its error.
+
+    Takes the backend, the requests and, optionally, their prepared inputs (or the
+    exception that preparing them raised). On out-of-memory the batch is halved and each
+    half retried, down to single requests (the group's micro-batches stay at the size
+    that fitted); any other failure is retried request by request; a compile failure
+    turns compiling off and retries.
+    """
+    try:
+        if isinstance(prepared, BaseException):
+            raise prepared
+        return backend._generate_batch(requests, prepared)
+    except Exception as batch_error:
+        if backend.compile and speed.is_compile_error(batch_error):
+            logger.warning("torch.compile failed (%s); generating without it from now on", type(batch_error).__name__)
+            backend.compile = False
+            return backend._generate_safely(requests, prepared)
+        prepared = None  # drop references to the batch's tensors before retrying
+        if speed.is_out_of_memory(batch_error):
+            backend._static_caches.clear()  # sized for the failed batch; smaller ones are made on demand
+            speed.release_memory(backend.device)
+            if len(requests) > 1:
+                half = (len(requests) + 1) // 2
+                key = backend._group_key(requests[0])
+                backend._oom_batch_cap[key] = min(half, backend._oom_batch_cap.get(key, half))
+                logger.warning("out of memory at micro-batch %d; retrying as %d + %d", len(requests), half, len(requests) - half)
+                return backend._generate_safely(requests[:half]) + backend._generate_safely(requests[half:])
+        if len(requests) == 1:
+            message = f"{type(batch_error).__name__}: {batch_error}"
+            return [GenerationResponse.failure(message, backend._settings(requests[0]))]
+        return [backend._generate_safely([request])[0] for request in requests]
+
+
+__all__ = ["BatchSetup", "batch_responses", "generate_safely", "setup_batch"]

@@ -41,10 +41,14 @@ def refill_chunk(slots: int) -> int:
     return max(1 if slots <= 2 else 2, slots // 8)
 
 
+Answered = list[tuple[int, GenerationResponse]]  # (request index, response) of requests finished together
+
+
 def generate_refilling(
     backend: Any, requests: list[GenerationRequest], chunks: Iterable[Chunk], slots: int
-) -> Iterator[tuple[int, GenerationResponse]]:
-    """Decode a group's micro-batches with row refilling; yield (request index, response) as groups complete.
+) -> Iterator[Answered]:
+    """Decode a group's micro-batches with row refilling; yield each micro-batch's (request index, response)
+    pairs as soon as all its rows have finished.
 
     Takes the backend (a `TransformersBackend`), all requests of the `generate` call
     (indexed by the chunks), the group's micro-batches in order and how many rows may
@@ -61,9 +65,11 @@ def generate_refilling(
                 indices, prepared = waiting
                 waiting = next(pending, None)
                 if not backend.refill:  # turned off while this group ran: the rest goes statically
-                    yield from _static(backend, requests, indices, prepared)
+                    yield _static(backend, requests, indices, prepared)
                     continue
-                yield from _join(backend, refiller, requests, indices, prepared, slots)
+                answered = _join(backend, refiller, requests, indices, prepared, slots)
+                if answered:
+                    yield answered
             if not refiller.rows:
                 continue
             try:
@@ -79,20 +85,20 @@ def generate_refilling(
                     logger.warning("a refilled decode step failed (%s: %s); decoding its groups statically",
                                    type(error).__name__, error)
                 for cohort in running:
-                    yield from _static(backend, requests, cohort.tag[0], None)
+                    yield _static(backend, requests, cohort.tag[0], None)
                 continue
             for cohort in done:
-                yield from _respond(backend, cohort, slots)
+                yield _respond(backend, cohort, slots)
 
 
 def _join(
     backend: Any, refiller: RowRefiller, requests: list[GenerationRequest], indices: list[int], prepared: Any, slots: int
-) -> Iterator[tuple[int, GenerationResponse]]:
-    """Set up, prefill and stack one micro-batch; yield responses of rows decoded otherwise or already complete."""
+) -> Answered:
+    """Set up, prefill and stack one micro-batch; return the responses of rows decoded otherwise or already
+    complete (empty while its rows decode)."""
     chunk = [requests[index] for index in indices]
     if prepared is None or isinstance(prepared, BaseException):
-        yield from _static(backend, requests, indices, prepared)
-        return
+        return _static(backend, requests, indices, prepared)
     try:
         batch = setup_batch(backend, chunk, prepared, progress=False)
         state = prepare_generate(backend.model, batch.model_inputs, batch.generate_kwargs)
@@ -100,22 +106,18 @@ def _join(
     except NotRefillable as reason:
         logger.warning("row refilling is not possible for %s (%s); decoding in static batches", backend.model_id, reason)
         backend.refill = False
-        yield from _static(backend, requests, indices, prepared)
-        return
+        return _static(backend, requests, indices, prepared)
     except Exception:  # a request the model refuses, out of memory at prefill: the static path isolates it
-        yield from _static(backend, requests, indices, None)
-        return
-    if not bool(cohort.unfinished.any()):
-        yield from _respond(backend, cohort, slots)
+        return _static(backend, requests, indices, None)
+    return _respond(backend, cohort, slots) if not bool(cohort.unfinished.any()) else []
 
 
-def _static(backend: Any, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> Iterator[tuple[int, GenerationResponse]]:
+def _static(backend: Any, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> Answered:
     """Decode one micro-batch on the static path (failures isolated per request there)."""
-    responses = backend._generate_safely([requests[index] for index in indices], prepared)
-    yield from zip(indices, responses)
+    return list(zip(indices, backend._generate_safely([requests[index] for index in indices], prepared)))
 
 
-def _respond(backend: Any, cohort: Cohort, slots: int) -> Iterator[tuple[int, GenerationResponse]]:
+def _respond(backend: Any, cohort: Cohort, slots: int) -> Answered:
     """Yield the responses of a completed group, with its per-row timings."""
     indices, batch = cohort.tag
     batch: BatchSetup
@@ -131,7 +133,7 @@ def _respond(backend: Any, cohort: Cohort, slots: int) -> Iterator[tuple[int, Ge
             "decode_s": decode,
             "batch_size": slots,
         })
-    yield from zip(indices, batch_responses(backend, batch, cohort.ids, timings))
+    return list(zip(indices, batch_responses(backend, batch, cohort.ids, timings)))
 
 
-__all__ = ["generate_refilling", "refill_chunk"]
+__all__ = ["Answered", "generate_refilling", "refill_chunk"]
