@@ -325,8 +325,9 @@ def run_vistool(
     run.tokens = sum(lengths)
     if steps is None:
         run.idle = idle_fraction(backend._plan(backend._validate(requests)), lengths)
-    else:  # slots x steps the refiller ran, against the rows it decoded
-        run.idle = 1.0 - steps.rows / (backend.batch_size_for(budget) * steps.steps) if steps.steps else 0.0
+    else:  # slots x steps the refiller ran (at most one slot per request), against the rows it decoded
+        slots = min(backend.batch_size_for(budget), len(requests))
+        run.idle = 1.0 - steps.rows / (slots * steps.steps) if steps.steps else 0.0
     return run
 
 

@@ -43,14 +43,14 @@ from vistool.profiles.base import ModelProfile
 from vistool.runtime import compiled, speed, transformers_controls
 from vistool.runtime import inputs as family_inputs
 from vistool.runtime.answer_controls import AnswerControlBuilder, BatchControls
-from vistool.runtime.backend import validate_requests
+from vistool.runtime.backend import Answered, validate_requests
 from vistool.runtime.logprobs import ChosenTokenLogprobs
 from vistool.runtime.progress import ProgressCallback
 from vistool.runtime.transformers_batch import batch_responses, generate_safely, setup_batch
 from vistool.runtime.transformers_batching import group_key, plan_micro_batches
 from vistool.runtime.transformers_controls import Controls, json_stop_table
 from vistool.runtime.transformers_decode import TokenFacts, row_response
-from vistool.runtime.transformers_refill import Answered, generate_refilling, refill_chunk
+from vistool.runtime.transformers_refill import generate_refilling, refill_chunk
 from vistool.runtime.transformers_loading import load_pretrained, pick_device_and_dtype
 from vistool.runtime.types import GenerationRequest, GenerationResponse
 
@@ -323,14 +323,13 @@ class TransformersBackend:
         one batch stays one micro-batch.
         """
         image_processor = getattr(self.processor, "image_processor", None)
-        size_for = self._batch_size_for
-        if self._refills():
-            sizes = Counter(self._group_key(request) for request in requests)
+        sizes = Counter(self._group_key(request) for request in requests)
 
-            def size_for(request: GenerationRequest) -> int:
-                slots = self._batch_size_for(request)
-                return slots if sizes[self._group_key(request)] <= slots else refill_chunk(slots)
+        def refill_size_for(request: GenerationRequest) -> int:
+            slots = self._batch_size_for(request)
+            return slots if sizes[self._group_key(request)] <= slots else refill_chunk(slots)
 
+        size_for = refill_size_for if self._refills() else self._batch_size_for
         return plan_micro_batches(requests, size_for, bucket=self.bucket, image_processor=image_processor)
 
     def video_frame_size(self, width: int, height: int, frames: int) -> tuple[int, int] | None:

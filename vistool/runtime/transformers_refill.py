@@ -21,9 +21,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vistool.runtime import speed
+from vistool.runtime.backend import Answered
 from vistool.runtime.refill import Cohort, NotRefillable, RowRefiller, prepare_generate
 from vistool.runtime.transformers_batch import BatchSetup, batch_responses, setup_batch
-from vistool.runtime.types import GenerationRequest, GenerationResponse
+from vistool.runtime.types import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ def refill_chunk(slots: int) -> int:
     0.3 ms a group on CPU); a slot waits at most until an eighth of the batch has finished.
     """
     return max(1 if slots <= 2 else 2, slots // 8)
-
-
-Answered = list[tuple[int, GenerationResponse]]  # (request index, response) of requests finished together
 
 
 def generate_refilling(
@@ -136,4 +134,4 @@ def _respond(backend: Any, cohort: Cohort, slots: int) -> Answered:
     return list(zip(indices, batch_responses(backend, batch, cohort.ids, timings)))
 
 
-__all__ = ["Answered", "generate_refilling", "refill_chunk"]
+__all__ = ["generate_refilling", "refill_chunk"]
