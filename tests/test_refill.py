@@ -109,7 +109,8 @@ def test_refilled_rows_get_the_tokens_of_static_batches(tiny_family_backend, fam
     assert [rows for rows, _ in joins] == [2, 2, 2, 2]  # two requests at a time join a 4-row batch (refill_chunk(4))
     assert sum(running > 0 for _, running in joins) >= 3  # ... while others were decoding
     assert max(running for _, running in joins) == 2
-    assert all(r.timings["batch_size"] == 4 for r in refilled)
+    assert max(r.timings["batch_size"] for r in refilled) == 4  # the most rows decoded together
+    assert all(2 <= r.timings["batch_size"] <= 4 for r in refilled)
     assert all(r.timings["decode_s"] >= 0 and r.timings["prefill_s"] > 0 for r in refilled)
 
 
@@ -253,11 +254,11 @@ def test_answers_are_cached_as_their_group_finishes_so_an_interrupt_keeps_them(t
     finished = []
     original = transformers_refill._respond
 
-    def respond(backend_, cohort, slots):
+    def respond(backend_, cohort):
         if len(finished) == 3:
             raise KeyboardInterrupt
         finished.append(len(cohort.tag[0]))
-        return original(backend_, cohort, slots)
+        return original(backend_, cohort)
 
     monkeypatch.setattr(transformers_refill, "_respond", respond)
     cache_path = tmp_path / "answers.jsonl"

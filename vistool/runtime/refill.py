@@ -93,6 +93,7 @@ class Cohort:
     prefill_seconds: float = 0.0
     joined_at: float = 0.0  # the refiller's share clock when the group joined
     decode_seconds: list[float] = field(default_factory=list)  # per row, its share of the decode steps
+    peak_rows: int = 0  # the most rows the batch ran at once while the group was in it
 
     _indices: Any = None  # (gather, members, rows) for the current `rows`; rebuilt when rows change
 
@@ -288,6 +289,8 @@ class RowRefiller:
         seconds = time.perf_counter() - start
         self.steps += 1
         self.row_steps += len(self.members)
+        for cohort in self.cohorts:
+            cohort.peak_rows = max(cohort.peak_rows, len(self.members))
         self.clock += seconds / len(self.members)
         cursor, leaving = 0, []
         for cohort in self.cohorts:

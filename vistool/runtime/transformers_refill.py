@@ -65,7 +65,7 @@ def generate_refilling(
                 if not backend.refill:  # turned off while this group ran: the rest goes statically
                     yield _static(backend, requests, indices, prepared)
                     continue
-                answered = _join(backend, refiller, requests, indices, prepared, slots)
+                answered = _join(backend, refiller, requests, indices, prepared)
                 if answered:
                     yield answered
             if not refiller.rows:
@@ -86,12 +86,10 @@ def generate_refilling(
                     yield _static(backend, requests, cohort.tag[0], None)
                 continue
             for cohort in done:
-                yield _respond(backend, cohort, slots)
+                yield _respond(backend, cohort)
 
 
-def _join(
-    backend: Any, refiller: RowRefiller, requests: list[GenerationRequest], indices: list[int], prepared: Any, slots: int
-) -> Answered:
+def _join(backend: Any, refiller: RowRefiller, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> Answered:
     """Set up, prefill and stack one micro-batch; return the responses of rows decoded otherwise or already
     complete (empty while its rows decode)."""
     chunk = [requests[index] for index in indices]
@@ -107,7 +105,7 @@ def _join(
         return _static(backend, requests, indices, prepared)
     except Exception:  # a request the model refuses, out of memory at prefill: the static path isolates it
         return _static(backend, requests, indices, None)
-    return _respond(backend, cohort, slots) if not bool(cohort.unfinished.any()) else []
+    return _respond(backend, cohort) if not bool(cohort.unfinished.any()) else []
 
 
 def _static(backend: Any, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> Answered:
@@ -115,7 +113,7 @@ def _static(backend: Any, requests: list[GenerationRequest], indices: list[int],
     return list(zip(indices, backend._generate_safely([requests[index] for index in indices], prepared)))
 
 
-def _respond(backend: Any, cohort: Cohort, slots: int) -> Answered:
+def _respond(backend: Any, cohort: Cohort) -> Answered:
     """Yield the responses of a completed group, with its per-row timings."""
     indices, batch = cohort.tag
     batch: BatchSetup
@@ -129,7 +127,7 @@ def _respond(backend: Any, cohort: Cohort, slots: int) -> Answered:
             "generate_s": prefill + decode,
             "prefill_s": prefill,
             "decode_s": decode,
-            "batch_size": slots,
+            "batch_size": max(cohort.peak_rows, rows),  # the most rows decoded together while it ran
         })
     return list(zip(indices, batch_responses(backend, batch, cohort.ids, timings)))
 
