@@ -314,14 +314,12 @@ class BatchRunner:
 
     # -------------------------------------------------------------- running
     def _run_batch(self, batch: list[PreparedItem]) -> list[tuple[int, Outcome]]:
-        """Ask the model for one batch (once per distinct key), cache the answers, interpret them.
+        """Ask the model for one batch (once per distinct key; `ask_model` caches the answers as they
+        arrive), interpret them.
 
         Returns (item position, outcome) pairs.
         """
         answers = self.ask_model(batch)
-        records = [answer for answer in answers.values() if isinstance(answer, dict)]
-        if self.cache is not None and records:
-            self.cache.append(records)
         return self._indexed([(prepared, answers[prepared.key]) for prepared in batch])  # type: ignore[index]
 
     def ask_model(self, batch: list[PreparedItem]) -> dict[str, dict[str, Any] | str]:

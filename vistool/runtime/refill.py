@@ -44,6 +44,11 @@ class NotRefillable(Exception):
     """The model's prepared generation cannot be refilled (its cache or inputs are of an unsupported kind)."""
 
 
+def _cache_of(outputs: Any, cache: Any) -> Any:
+    """Return the cache a forward pass returned (`cache` itself when the output carries none)."""
+    return outputs.get("cache", cache) if hasattr(outputs, "get") else cache
+
+
 @dataclass
 class PreparedGenerate:
     """What `model.generate` prepared for one group of requests, before its decoding loop."""
@@ -164,8 +169,6 @@ class RowRefiller:
         self.members: list[tuple[Cohort, int]] = []  # per running row: (its group, its row in the group)
         self.cohorts: list[Cohort] = []
         self.clock = 0.0  # sum over steps of step seconds / running rows (each row's fair share)
-        self.steps = 0
-        self.row_steps = 0  # rows decoded, summed over steps
 
     @property
     def rows(self) -> int:
@@ -199,7 +202,7 @@ class RowRefiller:
         model_inputs = self.model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs)
         with torch.inference_mode():
             outputs = self.model(**model_inputs, return_dict=True)
-        cache = outputs.get("cache", cache) if hasattr(outputs, "get") else cache
+        cache = _cache_of(outputs, cache)
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32)
         del outputs
         cohort = Cohort(
@@ -255,6 +258,8 @@ class RowRefiller:
             self.members.append((cohort, row))
         cohort._indices = None
         cohort.joined_at = self.clock
+        for running in [*self.cohorts, cohort]:  # the batch grows only here
+            running.peak_rows = max(running.peak_rows, len(self.members))
 
     # ------------------------------------------------------------- decoding
     def step(self, progress: Callable[[int, int], None] | None = None) -> list[Cohort]:
@@ -275,11 +280,10 @@ class RowRefiller:
         )
         with torch.inference_mode():
             outputs = self.model(**model_inputs, return_dict=True)
-            self.cache = outputs.get("cache", self.cache) if hasattr(outputs, "get") else self.cache
+            self.cache = _cache_of(outputs, self.cache)
             logits = outputs.logits[:, -1].to(dtype=torch.float32)
             del outputs
             self.positions = self.positions + 1
-            finished: list[Cohort] = []
             for cohort in self.cohorts:
                 gather, members, rows = cohort.indices(logits.device)
                 tokens = cohort.choose(logits.index_select(0, gather))
@@ -287,10 +291,6 @@ class RowRefiller:
                     self.tokens[rows, 0] = tokens.index_select(0, members)
             alive = torch.cat([cohort.unfinished for cohort in self.cohorts]).tolist()  # the step's one host sync
         seconds = time.perf_counter() - start
-        self.steps += 1
-        self.row_steps += len(self.members)
-        for cohort in self.cohorts:
-            cohort.peak_rows = max(cohort.peak_rows, len(self.members))
         self.clock += seconds / len(self.members)
         cursor, leaving = 0, []
         for cohort in self.cohorts:
@@ -302,10 +302,11 @@ class RowRefiller:
         if progress is not None and self.cohorts:
             oldest = self.cohorts[0]
             progress(oldest.generated, int(oldest.prepared.config.max_new_tokens or 0))
-        if leaving:
-            self._leave(set(leaving))
-            finished = [cohort for cohort in self.cohorts if not any(row >= 0 for row in cohort.rows)]
-            self.cohorts = [cohort for cohort in self.cohorts if any(row >= 0 for row in cohort.rows)]
+        if not leaving:
+            return []
+        self._leave(set(leaving))
+        finished = [cohort for cohort in self.cohorts if not any(row >= 0 for row in cohort.rows)]
+        self.cohorts = [cohort for cohort in self.cohorts if any(row >= 0 for row in cohort.rows)]
         return finished
 
     def _leave(self, rows: set[int]) -> None:

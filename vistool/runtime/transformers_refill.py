@@ -7,7 +7,7 @@ room for it, and a finished row leaves at once. Each micro-batch's tokens are th
 own `generate` call would produce (the same logits processors and stopping criteria).
 
 Nothing already generated is lost to a failure: a micro-batch that cannot be set up or
-prefilled is decoded on the static path (`_generate_safely`: one request at a time on
+prefilled is decoded on the static path (`_generate_static`: one request at a time on
 failure, halves on out of memory); a failing decode step sends the micro-batches that
 were running there too, and an out-of-memory one halves the slots for the rest. A
 model whose prepared state cannot be stacked (`NotRefillable`) turns refilling off for
@@ -23,7 +23,7 @@ from typing import Any
 from vistool.runtime import speed
 from vistool.runtime.backend import Answered
 from vistool.runtime.refill import Cohort, NotRefillable, RowRefiller, prepare_generate
-from vistool.runtime.transformers_batch import BatchSetup, batch_responses, setup_batch
+from vistool.runtime.transformers_batch import batch_responses, setup_batch
 from vistool.runtime.types import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -109,14 +109,14 @@ def _join(backend: Any, refiller: RowRefiller, requests: list[GenerationRequest]
 
 
 def _static(backend: Any, requests: list[GenerationRequest], indices: list[int], prepared: Any) -> Answered:
-    """Decode one micro-batch on the static path (failures isolated per request there)."""
-    return list(zip(indices, backend._generate_safely([requests[index] for index in indices], prepared)))
+    """Decode one micro-batch on the static path (`_generate_static`: failures isolated per request, at
+    the size that fitted after an out-of-memory error)."""
+    return list(zip(indices, backend._generate_static(requests, indices, prepared)))
 
 
 def _respond(backend: Any, cohort: Cohort) -> Answered:
-    """Yield the responses of a completed group, with its per-row timings."""
+    """Return the responses of a completed group, with its per-row timings."""
     indices, batch = cohort.tag
-    batch: BatchSetup
     rows = len(indices)
     timings = []
     for row in range(rows):
