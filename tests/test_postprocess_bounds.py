@@ -49,10 +49,9 @@ def hostile_answers() -> dict[str, str]:
     }
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", list(hostile_answers()))
-def test_hostile_answer_parses_within_the_repair_bounds(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = hostile_answers()[name]
+@pytest.fixture
+def repair_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every piece handed to json_repair while the test runs."""
     seen: list[int] = []
     real = json_repair.loads
 
@@ -61,6 +60,14 @@ def test_hostile_answer_parses_within_the_repair_bounds(name: str, monkeypatch: 
         return real(piece, *args, **kwargs)
 
     monkeypatch.setattr(repair.json_repair, "loads", counting)
+    return seen
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", list(hostile_answers()))
+def test_hostile_answer_parses_within_the_repair_bounds(name: str, repair_pieces: list[int]) -> None:
+    text = hostile_answers()[name]
+    seen = repair_pieces
     result = parse(text, (640, 480))
     assert len(result) <= text.count("{") + text.count("[")  # never more items than brackets
     assert all(length <= MAX_REPAIR_CHARS for length in seen)
@@ -77,7 +84,7 @@ def test_an_answer_past_the_size_cap_is_read_up_to_it() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_parse_many_keeps_the_bounds_of_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parse_many_keeps_the_bounds_of_parse(repair_pieces: list[int]) -> None:
     # The batch entry point (Vistool.run, the batch runner) must read no further and
     # repair no more than `parse`: the hostile corpus and a clean list past the size cap
     # (strict JSON the fast lane could decode whole) give what `parse` gives, item for item.
@@ -85,14 +92,7 @@ def test_parse_many_keeps_the_bounds_of_parse(monkeypatch: pytest.MonkeyPatch) -
              for index in range(MAX_ANSWER_CHARS // 1000 + 100)]
     over_cap = json.dumps(items)
     texts = [*hostile_answers().values(), over_cap, json.dumps(items[:3])]
-    seen: list[int] = []
-    real = json_repair.loads
-
-    def counting(piece: str, *args, **kwargs):
-        seen.append(len(piece))
-        return real(piece, *args, **kwargs)
-
-    monkeypatch.setattr(repair.json_repair, "loads", counting)
+    seen = repair_pieces
     batch = parse_many(texts, [(1000, 1000)] * len(texts))
     assert all(length <= MAX_REPAIR_CHARS for length in seen)
     assert sum(seen) <= sum(REPAIR_BUDGET_FACTOR * min(len(text), MAX_ANSWER_CHARS) + REPAIR_BUDGET_BASE for text in texts)
